@@ -1,0 +1,30 @@
+# Two entry points: `make run` (the main job) and `make test`. Both build .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench venv leaderboard
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch==2.13.0 first: the CPU build on local disk (a bare "torch" would pull CUDA).
+	$(BIN)/pip install --quiet -r requirements.txt
+	# crabnet 2.0.8 declares python<3.11 but works on 3.11.
+	$(BIN)/pip install --quiet --ignore-requires-python crabnet==2.0.8
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m harness run --all
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -q tests/perf --benchmark-enable --benchmark-only
+
+leaderboard: $(STAMP)
+	$(BIN)/python -m harness leaderboard

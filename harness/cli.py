@@ -1,0 +1,171 @@
+"""Command line: ``python -m harness {run,validate,leaderboard} --help``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from harness import paths
+from harness.errors import HarnessError
+
+DESCRIPTION = """\
+kspacing-bench: train and rank machine-learning models that predict the converged
+DFT k-point length (JARVIS-DFT kpoint_length_unit) on the fixed JARVIS-Leaderboard
+split dft_3d_kpoint_length_unit.
+
+Data: structures are read with jarvis.db.figshare.data(dataset, store_dir=DATA_DIR).
+DATA_DIR is --data-dir, else $KSPACING_DATA_DIR, else ../shared/data/jarvis when it
+exists, else jarvis-tools' own cache (downloads the full release when online).
+Only split ids with a structure are used; every run prints the counts per split.
+"""
+
+
+def _data_dir(args) -> Path | None:
+    return Path(args.data_dir) if args.data_dir else paths.default_data_dir()
+
+
+def _profile(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    try:
+        import torch
+
+        return "paper" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def cmd_run(args) -> int:
+    from harness import leaderboard, registry
+    from harness.context import ModelContext
+    from harness.runner import run_one, write_coverage
+    from harness.task import Task
+
+    folders, errors = registry.discover()
+    known = {m.name: m for m in folders}
+    if args.all:
+        selected = folders
+    else:
+        unknown = [n for n in args.names if n not in known and not (paths.MODELS_DIR / n).is_dir()]
+        if unknown:
+            print(f"error: no model folder models/{unknown[0]}/ (known: {', '.join(known) or 'none'})", file=sys.stderr)
+            return 2
+        selected = [known[n] for n in args.names if n in known]
+        errors = [e for e in errors if any(f"models/{n}/" in e for n in args.names)]
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+
+    cache = paths.cache_dir()
+    task = Task.load(_data_dir(args), cache)
+    print(task.coverage.summary())
+    write_coverage(task)
+    profile = _profile(args.profile)
+    outcomes = []
+    for model in selected:
+        print(f"\n== {model.name} (profile {profile}) ==", flush=True)
+        ctx = ModelContext(cache_dir=cache / "models" / model.name, profile=profile, seed=args.seed,
+                           n_jobs=args.n_jobs, shared_cache_dir=cache)
+        out = run_one(task, model, ctx, artifacts_dir=cache)
+        print(f"{model.name}: " + (f"test MAE {out.metrics['mae']:.3f}, R2 {out.metrics['r2']:.3f} ({out.seconds:.0f} s)" if out.ok else f"FAILED: {out.message}"), flush=True)
+        outcomes.append(out)
+
+    _, rows, notes = leaderboard.rebuild(task.spec, task.split, paths.default_reference_dir())
+    for n in notes:
+        print(f"note: {n}")
+    c = task.coverage.counts()
+    print(f"\nLeaderboard on the covered test ids ({c['test']['covered']:,} of {c['test']['total']:,}); trained on {c['train']['covered']:,} of {c['train']['total']:,} train ids:")
+    print(f"{'rank':>4}  {'model':<34} {'kind':<9} {'MAE':>7} {'RMSE':>7} {'R2':>6}")
+    for rank, r in enumerate(rows, 1):
+        print(f"{rank:>4}  {r.model:<34} {r.kind:<9} {r.metrics['mae']:>7.3f} {r.metrics['rmse']:>7.3f} {r.metrics['r2']:>6.3f}")
+    failed = [o for o in outcomes if not o.ok] + [None] * len(errors)
+    if failed:
+        names = [o.name for o in outcomes if not o.ok] + [e.split(":")[0] for e in errors]
+        print(f"\n{len(names)} model(s) failed: {', '.join(names)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from harness import registry
+
+    folders, errors = registry.discover()
+    for e in errors:
+        print(e, file=sys.stderr)
+    bad_imports = 0
+    for m in folders:
+        try:
+            m.load_module()
+        except HarnessError as err:
+            print(err, file=sys.stderr)
+            bad_imports += 1
+    if errors or bad_imports:
+        return 1
+    print(f"{len(folders)} model folder(s) valid: {', '.join(m.name for m in folders)}")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from harness import leaderboard
+    from harness.benchmark import load_spec, load_split
+
+    spec = load_spec()
+    ref = Path(args.reference_dir) if args.reference_dir else paths.default_reference_dir()
+    current, rows, notes = leaderboard.rebuild(spec, load_split(spec), ref, check=args.check)
+    for n in notes:
+        print(f"note: {n}")
+    if args.check:
+        if not current:
+            print(f"{paths.LEADERBOARD_CSV.name} or the README table is stale: run `python -m harness leaderboard`", file=sys.stderr)
+            return 1
+        print(f"leaderboard.csv and README table are current ({len(rows)} rows)")
+        return 0
+    print(f"wrote {paths.LEADERBOARD_CSV.name} and the README table ({len(rows)} rows)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="train + evaluate models, write submissions, rebuild the leaderboard",
+                       description="Train each selected model folder on the covered train ids, predict val and test, "
+                       "write submissions/<name>/ (JARVIS-Leaderboard files), results/<name>/ (parity plot, val "
+                       "predictions), save the fitted model under the cache dir, then rebuild leaderboard.csv.")
+    r.add_argument("names", nargs="*", metavar="NAME", help="model folder names under models/")
+    r.add_argument("--all", action="store_true", help="run every model folder (folders starting with _ are skipped)")
+    r.add_argument("--data-dir", help=f"jarvis-tools store dir holding the dataset zip (default: ${paths.DATA_DIR_ENV} or ../shared/data/jarvis or jarvis-tools' cache)")
+    r.add_argument("--profile", choices=["auto", "cpu", "paper"], default="auto",
+                   help="compute profile for models that have one (auto: paper with CUDA, else cpu)")
+    r.add_argument("--seed", type=int, default=0, help="random seed passed to every model (default 0)")
+    r.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="CPU workers for models that parallelise")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="check every model folder's metadata and module import",
+                       description="Validate models/*/model.yaml against harness/schemas/model.schema.json and import each model.py.")
+    v.set_defaults(func=cmd_validate)
+
+    lb = sub.add_parser("leaderboard", help="rebuild leaderboard.csv + README table from submission files",
+                        description="Recompute every metric from submissions/*/ and the published split's truth, add "
+                        "reference rows for published JARVIS-Leaderboard models on the same covered test ids.")
+    lb.add_argument("--check", action="store_true", help="do not write; exit 1 if the committed files differ from a rebuild")
+    lb.add_argument("--reference-dir", help=f"published contributions folder (default: ${paths.REFERENCE_DIR_ENV} or ../shared/data/jarvis_leaderboard/contributions)")
+    lb.set_defaults(func=cmd_leaderboard)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run" and not args.all and not args.names:
+        parser.error("run: give model NAME(s) or --all")
+    try:
+        return args.func(args)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from caches", file=sys.stderr)
+        return 130

@@ -1,0 +1,69 @@
+"""Matminer composition features (Magpie statistics, stoichiometry, valence orbitals,
+ionic character) per reduced formula, with a persistent cache: each formula is
+featurized once, ever."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import warnings
+from pathlib import Path
+
+import pandas as pd
+from matminer.featurizers.base import MultipleFeaturizer
+from matminer.featurizers.composition import ElementProperty, IonProperty, Stoichiometry, ValenceOrbital
+from pymatgen.core import Composition
+from tqdm.auto import tqdm
+
+from harness import atomic
+from harness.errors import HarnessError
+
+PRESETS = ("stoichiometry", "magpie", "valence_orbital", "ion_property")
+
+
+def _featurizer(presets: tuple[str, ...]) -> MultipleFeaturizer:
+    make = {
+        "stoichiometry": Stoichiometry,
+        "magpie": lambda: ElementProperty.from_preset("magpie", impute_nan=False),
+        "valence_orbital": lambda: ValenceOrbital(props=["frac"], impute_nan=False),
+        "ion_property": lambda: IonProperty(fast=True, impute_nan=False),
+    }
+    unknown = [p for p in presets if p not in make]
+    if unknown:
+        raise HarnessError(f"composition features: unknown preset(s) {unknown}; known: {list(make)}")
+    return MultipleFeaturizer([make[p]() for p in presets])
+
+
+def _cache_file(cache_dir: Path, presets: tuple[str, ...]) -> Path:
+    import matminer
+
+    key = hashlib.sha256(f"{presets}|matminer {matminer.__version__}".encode()).hexdigest()[:16]
+    return Path(cache_dir) / "features" / f"composition-{key}.pkl"
+
+
+def composition_features(formulas: list[str], cache_dir: Path, presets: tuple[str, ...] = PRESETS) -> pd.DataFrame:
+    """One row per input formula (same order), NaN where a featurizer has no data."""
+    path = _cache_file(cache_dir, presets)
+    cached = pd.DataFrame()
+    if path.is_file():
+        try:
+            cached = pd.read_pickle(path)
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            cached = pd.DataFrame()
+    todo = sorted(set(formulas) - set(cached.index))
+    if todo:
+        feat = _featurizer(presets)
+        rows = []
+        for f in tqdm(todo, desc="composition features", unit="formula", leave=False):
+            try:
+                comp = Composition(f)
+            except Exception as err:
+                raise HarnessError(f"formula {f!r}: cannot parse ({err})") from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rows.append(feat.featurize(comp))
+        new = pd.DataFrame(rows, index=pd.Index(todo, name="formula"), columns=feat.feature_labels(), dtype=float)
+        cached = pd.concat([cached, new]) if len(cached) else new
+        with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            pickle.dump(cached, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return cached.loc[list(formulas)]

@@ -1,0 +1,33 @@
+"""Parity plots (true vs predicted), like the seed's figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from harness import atomic  # noqa: E402
+from harness.metrics import regression_metrics  # noqa: E402
+
+
+def parity_plot(path: Path, y_true, y_pred, title: str, units: str = "Å") -> None:
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    m = regression_metrics(y_true, y_pred)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    ax.scatter(y_true, y_pred, s=6, alpha=0.35, edgecolors="none")
+    lo = min(y_true.min(), y_pred.min())
+    hi = max(y_true.max(), y_pred.max())
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel(f"true k-point length ({units})")
+    ax.set_ylabel(f"predicted k-point length ({units})")
+    ax.set_title(f"{title}\nMAE {m['mae']:.2f}  R$^2$ {m['r2']:.3f}  (n={len(y_true):,} covered test ids)", fontsize=9)
+    ax.set_aspect("equal")
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        # No date or software version in the file: reruns give identical bytes.
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)

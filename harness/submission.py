@@ -1,0 +1,146 @@
+"""JARVIS-Leaderboard submission files: writing them byte-reproducibly and reading
+them back defensively (a submission is untrusted input)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from harness import atomic
+from harness.errors import HarnessError
+
+COLUMNS = ["id", "target", "prediction"]
+# A kpoint submission CSV is ~200 kB for the full test set; anything far larger is hostile.
+MAX_UNCOMPRESSED_BYTES = 20 * 1024 * 1024
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamp: same content -> same bytes
+
+
+def format_float(x: float) -> str:
+    return format(float(x), ".10g")
+
+
+def csv_bytes(ids, targets, predictions) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for i, t, p in zip(ids, targets, predictions):
+        w.writerow([i, format_float(t), format_float(p)])
+    return buf.getvalue().encode("utf-8")
+
+
+def zip_bytes(member: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo(member, date_time=_ZIP_EPOCH)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def write_csv_zip(path: Path, ids, targets, predictions) -> bool:
+    """Write ``path`` (a .csv.zip holding one CSV named like it without .zip).
+    Returns False when the file already held exactly these bytes (left untouched)."""
+    data = zip_bytes(Path(path).name.removesuffix(".zip"), csv_bytes(ids, targets, predictions))
+    if Path(path).is_file() and Path(path).read_bytes() == data:
+        return False
+    atomic.write_bytes(path, data)
+    return True
+
+
+def write_json(path: Path, obj: dict) -> None:
+    atomic.write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@dataclass(frozen=True)
+class SubmissionRows:
+    ids: list[str]
+    targets: list[float]
+    predictions: list[float]
+
+
+def read_csv_zip(path: Path, reference: bool = False) -> SubmissionRows:
+    """Parse a submission .csv.zip; any fault -> HarnessError ``path: fault``."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise HarnessError(f"{where}: file not found")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise HarnessError(f"{where}: not a zip file ({err})") from None
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        if len(infos) != 1:
+            raise HarnessError(f"{where}: zip must hold exactly one CSV, found {len(infos)} members")
+        info = infos[0]
+        name = info.filename
+        p = PurePosixPath(name.replace("\\", "/"))
+        if p.is_absolute() or ".." in p.parts or len(p.parts) != 1 or (len(name) > 1 and name[1] == ":"):
+            raise HarnessError(f"{where}: zip member {name!r} must be a bare file name")
+        expected = path.name.removesuffix(".zip")
+        if name != expected:
+            raise HarnessError(f"{where}: zip member is {name!r}, expected {expected!r}")
+        if info.file_size > MAX_UNCOMPRESSED_BYTES:
+            raise HarnessError(f"{where}: member uncompressed size {info.file_size} exceeds {MAX_UNCOMPRESSED_BYTES} bytes")
+        try:
+            with zf.open(info) as f:
+                raw = f.read(MAX_UNCOMPRESSED_BYTES + 1)  # never trust the header's size alone
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+            raise HarnessError(f"{where}: cannot read zip member ({err})") from None
+        if len(raw) > MAX_UNCOMPRESSED_BYTES:
+            raise HarnessError(f"{where}: member decompresses past {MAX_UNCOMPRESSED_BYTES} bytes")
+    return parse_csv(raw, where, reference)
+
+
+# Some published JARVIS-Leaderboard contributions omit the target column; our own
+# submissions must carry it (the upstream format), and truth comes from the split anyway.
+REFERENCE_COLUMNS = ["id", "prediction"]
+
+
+def parse_csv(raw: bytes, where: str, reference: bool = False) -> SubmissionRows:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise HarnessError(f"{where}: CSV is not UTF-8 (byte {err.start})") from None
+    if not text.strip():
+        raise HarnessError(f"{where}: CSV is empty")
+    if "\x00" in text:
+        raise HarnessError(f"{where}: CSV contains NUL bytes")
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise HarnessError(f"{where}: malformed CSV ({err})") from None
+    header = [h.strip() for h in rows[0]]
+    if header != COLUMNS and not (reference and header == REFERENCE_COLUMNS):
+        raise HarnessError(f"{where}: columns are {header}, expected {COLUMNS}")
+    value_cols = header[1:]
+    ids, targets, preds = [], [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise HarnessError(f"{where}: line {line}: expected {len(header)} fields, got {len(row)}")
+        jid = row[0].strip()
+        if not jid:
+            raise HarnessError(f"{where}: line {line}: empty id")
+        vals = [math.nan] if len(value_cols) == 1 else []
+        for col, v in zip(value_cols, row[1:]):
+            try:
+                x = float(v)
+            except ValueError:
+                raise HarnessError(f"{where}: line {line}: {col} {v[:30]!r} is not a number") from None
+            if not math.isfinite(x):
+                raise HarnessError(f"{where}: line {line} (id {jid}): {col} is {v.strip()!r}, must be finite")
+            vals.append(x)
+        ids.append(jid)
+        targets.append(vals[0])
+        preds.append(vals[1])
+    if not ids:
+        raise HarnessError(f"{where}: CSV has a header but no rows")
+    return SubmissionRows(ids, targets, preds)
