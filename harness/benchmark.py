@@ -58,12 +58,11 @@ class Split:
     overlaps: dict[str, tuple[str, ...]]  # jid -> the splits it appears in (only when > 1)
 
     def ids(self, split: str) -> list[str]:
-        """Ids of ``split`` in published order; ids that also sit in another split
-        are kept only in test (the test set stays as published)."""
-        ids = list(self.targets[split])
-        if split == "test":
-            return ids
-        return [i for i in ids if i not in self.overlaps]
+        """Ids of ``split`` in published order. An id in several splits is kept only in
+        the last of them (train < val < test), so the test set stays as published and
+        nothing evaluated was trained on."""
+        later = SPLITS[SPLITS.index(split) + 1:]
+        return [i for i in self.targets[split] if not any(s in later for s in self.overlaps.get(i, ()))]
 
 
 def load_split(spec: BenchmarkSpec) -> Split:
@@ -76,7 +75,10 @@ def load_split(spec: BenchmarkSpec) -> Split:
     missing = [s for s in SPLITS if s not in raw]
     if missing:
         raise HarnessError(f"{path}: split file lacks {', '.join(missing)}")
-    targets = {s: {str(k): float(v) for k, v in raw[s].items()} for s in SPLITS}
+    try:
+        targets = {s: {str(k): float(v) for k, v in raw[s].items()} for s in SPLITS}
+    except (AttributeError, TypeError, ValueError) as err:
+        raise HarnessError(f"{path}: split targets must be {{id: number}} maps ({err})") from None
     seen: dict[str, list[str]] = {}
     for s in SPLITS:
         for jid in targets[s]:

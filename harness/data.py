@@ -9,6 +9,7 @@ import io
 import json
 import pickle
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def load_raw(dataset: str, store_dir: Path | None) -> tuple[list[dict], Path]:
         # figshare.data prints banners; keep our own output readable.
         with contextlib.redirect_stdout(io.StringIO()):
             entries = figshare.data(dataset, store_dir=str(store_dir))
-    except (zipfile.BadZipFile, json.JSONDecodeError, KeyError, EOFError) as err:
+    except (zipfile.BadZipFile, zlib.error, json.JSONDecodeError, UnicodeDecodeError, KeyError, EOFError) as err:
         raise HarnessError(f"{path}: corrupt dataset file ({type(err).__name__}: {err})") from None
     except OSError as err:  # includes requests' ConnectionError when offline
         raise HarnessError(f"{path}: cannot load dataset {dataset!r} ({err})") from None
@@ -120,7 +121,7 @@ class Coverage:
         text = "covered ids (with a structure / in the published split): " + ", ".join(parts)
         if self.overlaps:
             lst = "; ".join(f"{j} in {'+'.join(s)}" for j, s in self.overlaps.items())
-            text += f"\nsplit anomaly: {len(self.overlaps)} id(s) in several splits ({lst}); kept in test only"
+            text += f"\nsplit anomaly: {len(self.overlaps)} id(s) in several splits ({lst}); kept in the last split only"
         return text
 
 

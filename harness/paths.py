@@ -42,9 +42,22 @@ def cache_dir() -> Path:
     return Path(base) / "kspacing-bench"
 
 
+# Model folders to discover (default models/); tests point it at temp folders.
+MODELS_DIR_ENV = "KSPACING_MODELS_DIR"
+# Root for everything a run writes besides caches: submissions/, results/,
+# leaderboard.csv and README.md (its table). Default: the repository itself.
+# Read once at import: set it before starting the process.
+OUTPUT_DIR_ENV = "KSPACING_OUTPUT_DIR"
+
 BENCHMARKS_DIR = REPO_ROOT / "benchmarks"
-MODELS_DIR = REPO_ROOT / "models"
-SUBMISSIONS_DIR = REPO_ROOT / "submissions"
-RESULTS_DIR = REPO_ROOT / "results"
-LEADERBOARD_CSV = REPO_ROOT / "leaderboard.csv"
-README = REPO_ROOT / "README.md"
+MODELS_DIR = Path(os.environ[MODELS_DIR_ENV]) if os.environ.get(MODELS_DIR_ENV) else REPO_ROOT / "models"
+OUTPUT_DIR = Path(os.environ[OUTPUT_DIR_ENV]) if os.environ.get(OUTPUT_DIR_ENV) else REPO_ROOT
+SUBMISSIONS_DIR = OUTPUT_DIR / "submissions"
+RESULTS_DIR = OUTPUT_DIR / "results"
+LEADERBOARD_CSV = OUTPUT_DIR / "leaderboard.csv"
+README = OUTPUT_DIR / "README.md"
+
+
+def output_is_repo() -> bool:
+    """True when runs write into the repository's committed submissions/results."""
+    return OUTPUT_DIR.resolve() == REPO_ROOT

@@ -50,7 +50,7 @@ class ModelFolder:
         sys.modules[qualname] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as err:
+        except (Exception, SystemExit) as err:  # a broken contributor module must not end the run
             del sys.modules[qualname]
             raise HarnessError(f"{_rel(file)}: import failed ({type(err).__name__}: {err})") from None
         if not callable(getattr(module, "make_model", None)):

@@ -17,6 +17,7 @@ from harness.errors import HarnessError
 COLUMNS = ["id", "target", "prediction"]
 # A kpoint submission CSV is ~200 kB for the full test set; anything far larger is hostile.
 MAX_UNCOMPRESSED_BYTES = 20 * 1024 * 1024
+MAX_ID_CHARS = 64  # JARVIS ids look like JVASP-1002
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamp: same content -> same bytes
 
 
@@ -64,16 +65,24 @@ class SubmissionRows:
     predictions: list[float]
 
 
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 def read_csv_zip(path: Path, reference: bool = False) -> SubmissionRows:
     """Parse a submission .csv.zip; any fault -> HarnessError ``path: fault``."""
     path = Path(path)
     where = str(path)
     if not path.is_file():
         raise HarnessError(f"{where}: file not found")
+    if path.stat().st_size > MAX_UNCOMPRESSED_BYTES:
+        raise HarnessError(f"{where}: file is {path.stat().st_size} bytes, over the {MAX_UNCOMPRESSED_BYTES}-byte limit")
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise HarnessError(f"{where}: not a zip file ({err})") from None
+    # zipfile raises many types on hostile input (BadZipFile, ValueError, struct.error, ...).
+    except Exception as err:
+        raise HarnessError(f"{where}: not a zip file ({_one_line(err)})") from None
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         if len(infos) != 1:
@@ -91,8 +100,9 @@ def read_csv_zip(path: Path, reference: bool = False) -> SubmissionRows:
         try:
             with zf.open(info) as f:
                 raw = f.read(MAX_UNCOMPRESSED_BYTES + 1)  # never trust the header's size alone
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
-            raise HarnessError(f"{where}: cannot read zip member ({err})") from None
+        # BadZipFile (CRC), zlib.error, RuntimeError (encrypted), NotImplementedError (method), ...
+        except Exception as err:
+            raise HarnessError(f"{where}: cannot read zip member ({_one_line(err)})") from None
         if len(raw) > MAX_UNCOMPRESSED_BYTES:
             raise HarnessError(f"{where}: member decompresses past {MAX_UNCOMPRESSED_BYTES} bytes")
     return parse_csv(raw, where, reference)
@@ -129,6 +139,9 @@ def parse_csv(raw: bytes, where: str, reference: bool = False) -> SubmissionRows
         jid = row[0].strip()
         if not jid:
             raise HarnessError(f"{where}: line {line}: empty id")
+        if len(jid) > MAX_ID_CHARS or not jid.isprintable() or any(c.isspace() for c in jid):
+            raise HarnessError(f"{where}: line {line}: id {jid[:40]!r} is not a JARVIS id (over {MAX_ID_CHARS} "
+                               "characters, or whitespace/control characters)")
         vals = [math.nan] if len(value_cols) == 1 else []
         for col, v in zip(value_cols, row[1:]):
             try:
@@ -144,3 +157,26 @@ def parse_csv(raw: bytes, where: str, reference: bool = False) -> SubmissionRows
     if not ids:
         raise HarnessError(f"{where}: CSV has a header but no rows")
     return SubmissionRows(ids, targets, preds)
+
+
+def validate_file(path: Path, expected_ids: list[str]) -> SubmissionRows:
+    """A submission of ours: parseable and holding exactly ``expected_ids`` (each once)."""
+    from harness.task import check_ids  # lazy: harness.task pulls in the data layer
+
+    rows = read_csv_zip(path)
+    check_ids(expected_ids, rows.ids, str(path))
+    return rows
+
+
+def read_metadata(path: Path) -> dict:
+    """A submission's metadata.json: must exist and be a JSON object."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise HarnessError(f"{path}: not valid JSON ({_one_line(err)})") from None
+    if not isinstance(meta, dict):
+        raise HarnessError(f"{path}: must be a JSON object, got {type(meta).__name__}")
+    return meta
