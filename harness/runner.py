@@ -4,6 +4,7 @@ the others."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -14,14 +15,14 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from harness import atomic, submission
+from harness import atomic, kpoints, submission
 from harness.context import ModelContext
 from harness.errors import HarnessError
 from harness.leaderboard import COVERAGE_FILE
 from harness.metrics import regression_metrics
 from harness.paths import RESULTS_DIR, SUBMISSIONS_DIR
 from harness.plots import parity_plot
-from harness.registry import ModelFolder
+from harness.registry import ModelFolder, _rel
 from harness.task import Task
 
 PROJECT_URL = "https://github.com/kspacing-bench/kspacing-bench"
@@ -40,7 +41,14 @@ def artifact_path(cache_dir: Path, name: str) -> Path:
     return Path(cache_dir) / "artifacts" / name / "model.joblib"
 
 
-def write_coverage(task: Task, results_dir: Path = RESULTS_DIR) -> None:
+def slice_task(task: Task, limit: int) -> Task:
+    """The same task on the first ``limit`` covered ids of each split (published order):
+    for tests and debugging (``harness run --limit N``), never for the leaderboard."""
+    covered = {s: ids[:limit] for s, ids in task.coverage.covered.items()}
+    return dataclasses.replace(task, coverage=dataclasses.replace(task.coverage, covered=covered))
+
+
+def write_coverage(task: Task, results_dir: Path = RESULTS_DIR, limit: int | None = None) -> None:
     cov = task.coverage
     data = {
         "benchmark": task.spec.name,
@@ -49,7 +57,11 @@ def write_coverage(task: Task, results_dir: Path = RESULTS_DIR) -> None:
         "overlaps": {k: list(v) for k, v in cov.overlaps.items()},
         "test_ids": cov.covered["test"],
     }
+    if limit is not None:
+        data["limit"] = limit  # a slice (harness run --limit): not leaderboard numbers
     submission.write_json(Path(results_dir) / COVERAGE_FILE, data)
+    # Reciprocal lattice lengths of the covered val/test ids: the leaderboard's k-point counts (L90).
+    kpoints.write_lattice(task, results_dir)
 
 
 def _metadata(task: Task, model: ModelFolder, estimator, seconds: float, old: dict) -> dict:
@@ -76,11 +88,12 @@ def _metadata(task: Task, model: ModelFolder, estimator, seconds: float, old: di
 
 def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: Path = SUBMISSIONS_DIR,
             results_dir: Path = RESULTS_DIR, artifacts_dir: Path | None = None) -> Outcome:
+    where = _rel(model.path / "model.py")
     try:
         module = model.load_module()
         estimator = module.make_model(ctx)
         if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
-            raise HarnessError(f"{model.path}/model.py: make_model returned {type(estimator).__name__}, which lacks fit/predict")
+            raise HarnessError(f"{where}: make_model returned {type(estimator).__name__}, which lacks fit/predict")
         t0 = time.perf_counter()
         estimator.fit(task.X("train"), task.y("train"))
         fit_s = time.perf_counter() - t0
@@ -88,17 +101,35 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
         for split in ("val", "test"):
             raw = estimator.predict(task.X(split))
             if len(np.ravel(raw)) != len(task.ids(split)):
-                raise HarnessError(f"{model.name}: predict returned {len(np.ravel(raw))} values for {len(task.ids(split))} {split} materials")
-            preds[split] = task.check_predictions(split, task.ids(split), raw)
+                raise HarnessError(f"{where}: predict returned {len(np.ravel(raw))} values for {len(task.ids(split))} {split} materials")
+            try:
+                preds[split] = task.check_predictions(split, task.ids(split), raw)
+            except HarnessError as err:
+                raise HarnessError(f"{where}: {err}") from None
         seconds = time.perf_counter() - t0
     except HarnessError as err:
         return Outcome(model.name, False, str(err))
-    except Exception as err:  # a contributor's bug must not take the run down
-        tb = traceback.extract_tb(err.__traceback__)[-1]
-        return Outcome(model.name, False, f"{model.name}: {type(err).__name__}: {err} (at {Path(tb.filename).name}:{tb.lineno})")
+    except (Exception, SystemExit) as err:  # a contributor's bug must not take the run down
+        frames = traceback.extract_tb(err.__traceback__)
+        # Point at the model's own code when the error passed through it, else at the raising frame.
+        own = [f for f in frames if Path(f.filename).resolve() == (model.path / "model.py").resolve()]
+        at = own[-1] if own else frames[-1]
+        text = " ".join(str(err).split())
+        return Outcome(model.name, False, f"{where}: {type(err).__name__}: {text} (at {Path(at.filename).name}:{at.lineno})")
+
+    # Save the fitted model first: a model that cannot be saved fails before any file is written.
+    if artifacts_dir is not None:
+        path = artifact_path(artifacts_dir, model.name)
+        try:
+            with atomic.atomic_path(path) as tmp:
+                joblib.dump(estimator, tmp)
+        except Exception as err:
+            return Outcome(model.name, False, f"{model.name}: fitted model cannot be saved for `predict` ({type(err).__name__}: {err})")
 
     sub = Path(submissions_dir) / model.name
     res = Path(results_dir) / model.name
+    for stale in [*sub.glob(".*.tmp"), *res.glob(".*.tmp")]:  # left by a run killed mid-write (atomic.py)
+        stale.unlink(missing_ok=True)
     old_meta = {}
     changed = submission.write_csv_zip(sub / task.spec.submission_filename, task.ids("test"), task.y("test"), preds["test"])
     if not changed and (sub / "metadata.json").is_file():
@@ -109,11 +140,4 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
     parity_plot(res / "parity.png", task.y("test"), preds["test"], f"{model.name} — {task.spec.name}")
     submission.write_json(res / "timings.json", {"fit_seconds": round(fit_s, 1), "total_seconds": round(seconds, 1),
                                                   "machine": platform.machine(), "python": platform.python_version()})
-    if artifacts_dir is not None:
-        path = artifact_path(artifacts_dir, model.name)
-        try:
-            with atomic.atomic_path(path) as tmp:
-                joblib.dump(estimator, tmp)
-        except Exception as err:
-            return Outcome(model.name, False, f"{model.name}: fitted model cannot be saved for `predict` ({type(err).__name__}: {err})")
     return Outcome(model.name, True, metrics=regression_metrics(task.y("test"), preds["test"]), seconds=seconds)
