@@ -1,0 +1,281 @@
+"""Metallicity and band-gap estimates of a composition, learned from external data.
+
+Metals need far denser k-point meshes than insulators, but the JARVIS band gap of the
+material itself is a DFT result and may not be an input. Instead this module learns
+metallicity from *other* databases shipped (as Matbench / benchmark CSVs) inside the
+installed ``crabnet`` package, and applies it to any formula:
+
+* ``matbench/mp_is_metal.csv`` (Materials Project, 106,113 entries, 78,164 reduced
+  formulas): a gradient-boosted classifier -> ``p_metal``;
+* ``matbench/mp_gap.csv`` (same MP entries, PBE gap in eV): a regressor -> ``gap_pred``;
+* direct look-ups of the reduced formula in MP (fraction of metallic polymorphs, min
+  gap), OQMD (``benchmark_data/OQMD_Bandgap``, 341,608 formulas) and AFLOW
+  (``benchmark_data/aflow__Egap``, 27,577 formulas); NaN where the formula is absent.
+
+The labels are MP / OQMD / AFLOW calculations, never JARVIS results, so there is no
+leakage of the JARVIS target or of the same material's JARVIS DFT outputs. Formulas of
+our val/test materials do occur in these databases (about 80 % are in MP): the look-ups
+and the classifier then report what *those* databases computed for that formula.
+
+Everything a prediction needs (element tables, fitted boosters, look-up tables) lives
+in the fitted :class:`MetallicityModel`, so it pickles and works on new formulas.
+Inputs of the learned models are a fast vectorised composition featurisation
+(:func:`composition_matrix`: element fractions, Magpie-property statistics,
+stoichiometry norms, a common-oxidation-state charge-balance test).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import warnings
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+from pymatgen.core import Composition
+from pymatgen.core.periodic_table import Element
+from sklearn.base import BaseEstimator
+
+from harness import atomic
+
+N_Z = 103  # element fractions for Z = 1..103
+MAGPIE_PROPS = (
+    "Number", "MendeleevNumber", "AtomicWeight", "MeltingT", "Column", "Row", "CovalentRadius",
+    "Electronegativity", "NsValence", "NpValence", "NdValence", "NfValence", "NValence",
+    "NsUnfilled", "NpUnfilled", "NdUnfilled", "NfUnfilled", "NUnfilled", "GSvolume_pa",
+    "GSbandgap", "GSmagmom", "SpaceGroupNumber", "IsMetal", "IsNonmetal", "IsMetalloid",
+    "FirstIonizationEnergy", "ElectronAffinity", "Polarizability",
+)
+P_NORMS = (2, 3, 5, 7, 10)
+MAX_OXI_COMBOS = 20000
+
+EXTERNAL_FILES = {
+    "mp_is_metal": ("matbench/mp_is_metal.csv",),
+    "mp_gap": ("matbench/mp_gap.csv",),
+    "oqmd_gap": tuple(f"benchmark_data/OQMD_Bandgap/{s}.csv" for s in ("train", "val", "test")),
+    "aflow_gap": tuple(f"benchmark_data/aflow__Egap/{s}.csv" for s in ("train", "val", "test")),
+}
+
+
+# ----------------------------------------------------------------------------- data
+
+def _crabnet_data_file(rel: str) -> Path:
+    return Path(str(resources.files("crabnet.data").joinpath(rel)))
+
+
+def external_data(name: str) -> pd.DataFrame:
+    """Raw (formula, target) rows of one external data set, reduced formula added."""
+    frames = [pd.read_csv(_crabnet_data_file(rel)) for rel in EXTERNAL_FILES[name]]
+    df = pd.concat(frames, ignore_index=True)
+    df["reduced"] = [reduced_formula(f) for f in df["formula"]]
+    return df
+
+
+def external_files_digest() -> str:
+    h = hashlib.sha256()
+    for name in sorted(EXTERNAL_FILES):
+        for rel in EXTERNAL_FILES[name]:
+            h.update(_crabnet_data_file(rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=None)
+def reduced_formula(formula: str) -> str:
+    return Composition(formula).reduced_formula
+
+
+# ------------------------------------------------------------ composition features
+
+@lru_cache(maxsize=1)
+def _element_table() -> np.ndarray:
+    """(N_Z + 1, n_props) Magpie element properties, NaN filled by the property median."""
+    from matminer.utils.data import MagpieData
+
+    data = MagpieData(impute_nan=False).all_elemental_props
+    tab = np.full((N_Z + 1, len(MAGPIE_PROPS)), np.nan)
+    for z in range(1, N_Z + 1):
+        sym = Element.from_Z(z).symbol
+        for j, p in enumerate(MAGPIE_PROPS):
+            v = data[p].get(sym)
+            if v is not None:
+                tab[z, j] = float(v)
+    med = np.nanmedian(tab[1:], axis=0)
+    tab = np.where(np.isnan(tab), med[None, :], tab)
+    return tab
+
+
+@lru_cache(maxsize=None)
+def _common_oxidation_states(z: int) -> tuple[int, ...]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        el = Element.from_Z(z)
+        states = tuple(el.common_oxidation_states) or tuple(el.oxidation_states)
+    return states or (0,)
+
+
+def _charge_imbalance(zs: list[int], amounts: list[float]) -> float:
+    """Smallest |sum of oxidation charges| per atom over all assignments of one common
+    oxidation state per element (0 = a charge-balanced ionic assignment exists)."""
+    options = [_common_oxidation_states(z) for z in zs]
+    if np.prod([len(o) for o in options], dtype=float) > MAX_OXI_COMBOS:
+        return np.nan
+    amounts = np.asarray(amounts, float)
+    combos = np.array(list(itertools.product(*options)), dtype=float)
+    return float(np.abs(combos @ amounts).min() / amounts.sum())
+
+
+def composition_feature_names() -> list[str]:
+    names = [f"frac_Z{z}" for z in range(1, N_Z + 1)]
+    for p in MAGPIE_PROPS:
+        names += [f"{p}_mean", f"{p}_avgdev", f"{p}_min", f"{p}_max", f"{p}_range"]
+    names += ["n_elements"] + [f"pnorm_{p}" for p in P_NORMS] + ["charge_imbalance", "charge_balanced"]
+    return names
+
+
+def composition_matrix(formulas) -> np.ndarray:
+    """Vectorised composition features (see :func:`composition_feature_names`), float32."""
+    formulas = list(formulas)
+    n = len(formulas)
+    frac = np.zeros((n, N_Z + 1))
+    extra = np.zeros((n, 2))
+    for i, f in enumerate(formulas):
+        comp = Composition(f)
+        amt = comp.get_el_amt_dict()
+        zs = [Element(s).Z for s in amt]
+        a = [amt[s] for s in amt]
+        tot = sum(a)
+        for z, v in zip(zs, a):
+            if z <= N_Z:
+                frac[i, z] += v / tot
+        imb = _charge_imbalance(zs, a)
+        extra[i] = (imb, float(imb < 1e-9) if np.isfinite(imb) else np.nan)
+    tab = _element_table()
+    present = frac > 0
+    cols = [frac[:, 1:]]
+    for j in range(tab.shape[1]):
+        p = tab[:, j]
+        mean = frac @ p
+        avgdev = (frac * np.abs(p[None, :] - mean[:, None])).sum(1)
+        mn = np.where(present, p[None, :], np.inf).min(1)
+        mx = np.where(present, p[None, :], -np.inf).max(1)
+        cols.append(np.stack([mean, avgdev, mn, mx, mx - mn], axis=1))
+    ne = present.sum(1, keepdims=True).astype(float)
+    norms = np.stack([(frac**p).sum(1) ** (1 / p) for p in P_NORMS], axis=1)
+    cols += [ne, norms, extra]
+    return np.concatenate(cols, axis=1).astype(np.float32)
+
+
+# ------------------------------------------------------------------------- model
+
+OUTPUT_COLUMNS = ("p_metal", "gap_pred", "mp_metal_frac", "mp_gap_min", "mp_n_polymorphs",
+                  "oqmd_gap", "aflow_gap")
+
+
+class MetallicityModel(BaseEstimator):
+    """Metallicity / gap estimates per formula from MP, OQMD and AFLOW (see module doc).
+
+    ``fit()`` takes no JARVIS data at all: it trains on the external files only.
+    ``transform(formulas)`` returns a DataFrame with OUTPUT_COLUMNS.
+    ``lookups=False`` leaves the look-up columns out (learned estimates only);
+    ``max_formulas`` trains the boosters on a random subset of that many MP formulas
+    (quick tests; None = all 78k).
+    """
+
+    def __init__(self, n_estimators=600, max_depth=8, learning_rate=0.08, subsample=0.8,
+                 colsample_bytree=0.5, lookups=True, max_formulas=None, random_state=0, n_jobs=1):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.lookups = lookups
+        self.max_formulas = max_formulas
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _booster_params(self):
+        return dict(n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
+                    subsample=self.subsample, colsample_bytree=self.colsample_bytree, tree_method="hist",
+                    random_state=self.random_state, n_jobs=self.n_jobs)
+
+    def fit(self, X=None, y=None, exclude_formulas=()):
+        """Train on the external data. ``exclude_formulas`` (reduced or not) are dropped
+        from every external set first (for held-out tests)."""
+        from xgboost import XGBRegressor
+
+        excl = {reduced_formula(f) for f in exclude_formulas}
+        metal = external_data("mp_is_metal")
+        gap = external_data("mp_gap")
+        metal = metal[~metal["reduced"].isin(excl)].groupby("reduced")["target"].agg(["mean", "count"])
+        gap = gap[~gap["reduced"].isin(excl)].groupby("reduced")["target"].agg(["min", "mean"])
+        if self.max_formulas is not None and self.max_formulas < len(metal):
+            rng = np.random.default_rng(self.random_state)
+            keep = np.sort(rng.choice(len(metal), size=self.max_formulas, replace=False))
+            metal = metal.iloc[keep]
+            gap = gap.loc[gap.index.intersection(metal.index)]
+        Xm = composition_matrix(metal.index)
+        # binary:logistic on soft labels (XGBClassifier only takes hard classes)
+        self.classifier_ = XGBRegressor(objective="binary:logistic", **self._booster_params())
+        # soft labels: fraction of metallic MP polymorphs of the formula
+        self.classifier_.fit(Xm, metal["mean"].to_numpy(), sample_weight=np.sqrt(metal["count"].to_numpy()))
+        Xg = Xm if gap.index.equals(metal.index) else composition_matrix(gap.index)
+        self.regressor_ = XGBRegressor(objective="reg:squarederror", **self._booster_params())
+        self.regressor_.fit(Xg, gap["mean"].to_numpy())
+        if self.lookups:
+            self.mp_metal_ = metal["mean"].to_dict()
+            self.mp_count_ = metal["count"].astype(float).to_dict()
+            self.mp_gap_min_ = gap["min"].to_dict()
+            self.oqmd_gap_ = self._table("oqmd_gap", excl)
+            self.aflow_gap_ = self._table("aflow_gap", excl)
+        return self
+
+    @staticmethod
+    def _table(name, excl):
+        df = external_data(name)
+        return df[~df["reduced"].isin(excl)].groupby("reduced")["target"].min().to_dict()
+
+    def transform(self, formulas) -> pd.DataFrame:
+        formulas = list(formulas)
+        red = [reduced_formula(f) for f in formulas]
+        Xc = composition_matrix(red)
+        out = {"p_metal": self.classifier_.predict(Xc),
+               "gap_pred": np.clip(self.regressor_.predict(Xc), 0, None)}
+        if self.lookups:
+            out["mp_metal_frac"] = [self.mp_metal_.get(r, np.nan) for r in red]
+            out["mp_gap_min"] = [self.mp_gap_min_.get(r, np.nan) for r in red]
+            out["mp_n_polymorphs"] = [self.mp_count_.get(r, 0.0) for r in red]
+            out["oqmd_gap"] = [self.oqmd_gap_.get(r, np.nan) for r in red]
+            out["aflow_gap"] = [self.aflow_gap_.get(r, np.nan) for r in red]
+        return pd.DataFrame(out, dtype=float)
+
+    def predict_proba_metal(self, formulas) -> np.ndarray:
+        return self.transform(formulas)["p_metal"].to_numpy()
+
+
+def fitted_metallicity(cache_dir: Path | None, **params) -> MetallicityModel:
+    """A fitted MetallicityModel, loaded from ``cache_dir`` when one with the same
+    parameters, external data and library versions was fitted before."""
+    import sklearn
+    import xgboost
+
+    model = MetallicityModel(**params)
+    if cache_dir is None:
+        return model.fit()
+    # n_jobs does not change the fitted boosters (hist is deterministic across threads)
+    fit_params = sorted((k, v) for k, v in model.get_params().items() if k != "n_jobs")
+    key = hashlib.sha256(repr((fit_params, external_files_digest(), xgboost.__version__,
+                               sklearn.__version__, composition_feature_names())).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "features" / f"metallicity-{key}.joblib"
+    if path.is_file():
+        try:
+            return joblib.load(path)
+        except Exception:  # a damaged cache is refitted, never trusted
+            pass
+    model.fit()
+    with atomic.atomic_path(path) as tmp:
+        joblib.dump(model, tmp)
+    return model

@@ -1,0 +1,155 @@
+"""The fast structure-feature engine gives stock matminer's numbers (and stock's NaNs),
+caches each structure once, resumes, and feeds the matminer_xgboost model.
+
+The equivalence test recomputes stock matminer on ~50 real structures every run (nothing
+cached between runs): about 3 min of CPU, spread over 2 processes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from joblib import Parallel, delayed
+
+from harness import ModelContext, registry
+from harness.features import structure as sf
+from harness.features import structure_voronoi as sv
+from harness.paths import MODELS_DIR
+
+RTOL = 1e-6  # absolute below 1, relative above
+
+
+def _pick(task, seed: int = 20240601) -> list[str]:
+    """~50 real structures: random ones plus the cases the engine treats specially."""
+    mat = task.materials
+    n = mat["atoms"].map(lambda a: a.num_atoms)
+    rng = np.random.default_rng(seed)
+    small = mat.index[(n <= 40).to_numpy()]
+    order = list(rng.permutation(small))
+    picked = order[:36]
+    rest = order[36:600]
+    structs = {j: sf.to_structure(mat.loc[j, "atoms"]) for j in rest}
+    # sites on the cell boundary: pymatgen tessellates duplicate points (stock fails or not)
+    picked += [j for j in rest if sv.needs_exact_path(structs[j])][:8]
+    # one-site cells (pymatgen's sphere tessellation)
+    picked += list(rng.permutation(mat.index[(n == 1).to_numpy()]))[:2]
+    # the loosest packings (the fast path's cutoff has to grow)
+    vpa = pd.Series({j: s.volume / len(s) for j, s in structs.items() if len(s) <= 24})
+    picked += [j for j in vpa.sort_values().index[::-1] if j not in picked][:3]
+    # a few larger cells
+    picked += list(rng.permutation(mat.index[((n >= 41) & (n <= 60)).to_numpy()]))[:3]
+    return list(dict.fromkeys(picked))
+
+
+def _compare(ref: np.ndarray, ours: np.ndarray) -> float:
+    assert np.array_equal(np.isnan(ref), np.isnan(ours)), [
+        sf.FEATURE_LABELS[i] for i in np.nonzero(np.isnan(ref) != np.isnan(ours))[0]
+    ]
+    m = ~np.isnan(ref)
+    return float((np.abs(ref[m] - ours[m]) / np.maximum(1.0, np.abs(ref[m]))).max(initial=0.0))
+
+
+@pytest.mark.slow
+def test_engine_equals_stock_matminer_on_real_structures(task):
+    ids = _pick(task)
+    assert len(ids) >= 50
+    atoms = [task.materials.loc[j, "atoms"] for j in ids]
+    stock = Parallel(n_jobs=2)(delayed(sf.stock_featurize)(a) for a in atoms)
+    worst, paths = 0.0, {}
+    for jid, a, ref in zip(ids, atoms, stock, strict=True):
+        ours, path = sf.featurize_structure(a)
+        paths[path] = paths.get(path, 0) + 1
+        diff = _compare(ref, ours)
+        assert diff <= RTOL, f"{jid}: max diff {diff:.2e}"
+        worst = max(worst, diff)
+    print(f"\n{len(ids)} structures, max diff {worst:.2e}, paths {paths}")
+    # the sample exercises every path, including stock's "No Voronoi neighbors found"
+    assert {"fast", "exact", "voronoi-failed"} <= set(paths)
+    assert "stock-fallback" not in paths
+
+
+def test_exact_path_feeds_qhull_the_very_points_pymatgen_does(task, monkeypatch):
+    """Stock's failures on boundary sites depend on qhull's choice between duplicate
+    points, so the exact path must hand qhull pymatgen's array bit for bit."""
+    import sys
+
+    from pymatgen.analysis.local_env import VoronoiNN
+    from pymatgen.core import IStructure
+
+    local_env = sys.modules[VoronoiNN.__module__]  # where VoronoiNN looks up Voronoi
+    seen = []
+    real = local_env.Voronoi
+
+    def spy(points, *a, **k):
+        seen.append(np.asarray(points))
+        return real(points, *a, **k)
+
+    monkeypatch.setattr(local_env, "Voronoi", spy)
+    mat = task.materials
+    checked = 0
+    for jid in mat.index[:400]:
+        s = sf.to_structure(mat.loc[jid, "atoms"])
+        if len(s) < 2 or sv.needs_exact_path(s) is None:
+            continue
+        seen.clear()
+        try:
+            VoronoiNN(weight="area").get_all_voronoi_polyhedra(IStructure.from_sites(s))
+        except (RuntimeError, ValueError):
+            pass
+        pts, *_ = sv._exact_points(s)
+        assert np.array_equal(seen[0], pts), jid
+        checked += 1
+        if checked == 3:
+            break
+    assert checked == 3
+
+
+def test_featurize_structures_caches_resumes_and_reports(task, tmp_path, monkeypatch):
+    mat = task.materials
+    n = mat["atoms"].map(lambda a: a.num_atoms)
+    small = mat[(n <= 12).to_numpy()]
+    boundary = [j for j in small.index[:300] if sv.needs_exact_path(sf.to_structure(small.loc[j, "atoms"]))]
+    ids = list(small.index[:10]) + boundary[:4]
+    X = mat.loc[ids]
+
+    # an interrupted run keeps its finished chunks
+    part = sf.featurize_structures(X.iloc[:6], tmp_path, n_jobs=1, flush_every=1, batch_size=2, progress=False)
+    assert part.attrs["featurize_report"]["computed"] == 6
+    full = sf.featurize_structures(X, tmp_path, n_jobs=2, flush_every=4, batch_size=2, progress=False)
+    rep = full.attrs["featurize_report"]
+    assert rep["from_cache"] == 6 and rep["computed"] == len(ids) - 6
+    assert list(full.index) == ids and list(full.columns) == sf.FEATURE_LABELS and full.shape[1] == 273
+    assert full.iloc[:6].equals(part)
+    # NaNs are stock's (per featurizer group) and counted
+    for jid in ids[:2] + ids[10:]:
+        ref = sf.stock_featurize(X.loc[jid, "atoms"])
+        assert _compare(ref, full.loc[jid].to_numpy()) <= RTOL
+    n_nan = int(full.isna().any(axis=1).sum())
+    assert rep["rows_with_nan"] == n_nan
+    assert sum(rep["paths"].values()) == len(ids)
+
+    # every structure is computed once, ever: a second call reads the cache only
+    monkeypatch.setattr(sf, "featurize_structure", lambda a: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = sf.featurize_structures(X.iloc[::-1], tmp_path, n_jobs=2, progress=False)
+    assert again.attrs["featurize_report"]["computed"] == 0
+    assert again.equals(full.iloc[::-1])
+
+
+def test_cache_ignores_damaged_chunks(tmp_path):
+    cache = sf.FeatureCache(tmp_path)
+    cache.write(["k1"], np.ones((1, sf.N_FEATURES)), ["fast"])
+    (tmp_path / "chunk-zz-broken-1.npz").write_bytes(b"not a zip")
+    rows, paths = cache.load()
+    assert set(rows) == {"k1"} and paths == {"k1": "fast"}
+
+
+def test_matminer_xgboost_learns_on_a_small_slice(task, cache_root):
+    module = registry.read_folder(MODELS_DIR / "matminer_xgboost").load_module()
+    ctx = ModelContext(cache_dir=cache_root / "models" / "mmx", seed=0, n_jobs=2, shared_cache_dir=cache_root)
+    Xtr, ytr = task.X("train").iloc[:240], task.y("train")[:240]
+    Xva, yva = task.X("val").iloc[:60], task.y("val")[:60]
+    model = module.make_model(ctx).set_params(n_estimators=40, num_parallel_tree=2)
+    pred = model.fit(Xtr, ytr).predict(Xva)
+    again = module.make_model(ctx).set_params(n_estimators=40, num_parallel_tree=2).fit(Xtr, ytr).predict(Xva)
+    assert np.array_equal(pred, again)
+    assert np.abs(pred - yva).mean() < np.abs(np.median(ytr) - yva).mean()
