@@ -43,7 +43,7 @@ def snap_to_mesh_changes(pred, atoms_list, lo: int = 10, hi: int = 200) -> np.nd
 class KSpaceGBM(BaseEstimator, RegressorMixin):
     def __init__(self, cache_dir=None, n_seeds=5, n_estimators=3000, learning_rate=0.03, num_leaves=63,
                  min_child_samples=10, subsample=0.8, colsample_bytree=0.3, huber_delta=0.15,
-                 metallicity=True, snap=True, random_state=0, n_jobs=2):
+                 metallicity=True, metallicity_params=None, snap=True, random_state=0, n_jobs=2):
         self.cache_dir = cache_dir
         self.n_seeds = n_seeds
         self.n_estimators = n_estimators
@@ -54,6 +54,7 @@ class KSpaceGBM(BaseEstimator, RegressorMixin):
         self.colsample_bytree = colsample_bytree
         self.huber_delta = huber_delta
         self.metallicity = metallicity
+        self.metallicity_params = metallicity_params  # MetallicityModel params (None: its defaults)
         self.snap = snap
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -71,7 +72,7 @@ class KSpaceGBM(BaseEstimator, RegressorMixin):
         import lightgbm as lgb
 
         if self.metallicity:
-            self.metallicity_ = fitted_metallicity(self.cache_dir, n_jobs=self.n_jobs)
+            self.metallicity_ = fitted_metallicity(self.cache_dir, **{"n_jobs": self.n_jobs, **(self.metallicity_params or {})})
         F = self._features(X)
         self.feature_names_ = list(F.columns)
         target = np.log(np.asarray(y, dtype=float))
