@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness {run,validate,leaderboard} --help``."""
+"""Command line: ``python -m harness {run,validate,new-model,leaderboard,predict} --help``."""
 
 from __future__ import annotations
 
@@ -66,9 +66,7 @@ def _rebuild_leaderboard(spec, split, reference_dir, check: bool = False):
 
 def cmd_run(args) -> int:
     from harness import registry
-    from harness.context import ModelContext
-    from harness.runner import run_one, slice_task, write_coverage
-    from harness.task import Task
+    from harness.cluster import joblib_backend
 
     if args.limit is not None and (args.limit < 1 or paths.output_is_repo()):
         print(f"error: --limit {args.limit}: a slice is not the benchmark; it needs N >= 1 and ${paths.OUTPUT_DIR_ENV} "
@@ -89,6 +87,14 @@ def cmd_run(args) -> int:
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
 
+    with joblib_backend(args.dask_scheduler):  # connect before the data load: a bad address fails fast
+        return _run_selected(args, selected, errors)
+
+
+def _run_selected(args, selected, errors) -> int:
+    from harness.runner import slice_task, write_coverage
+    from harness.task import Task
+
     cache = paths.cache_dir()
     task = Task.load(_data_dir(args), cache)
     # A slice keeps its model caches and fitted artifacts apart from full runs'.
@@ -101,6 +107,20 @@ def cmd_run(args) -> int:
     print(task.coverage.summary())
     write_coverage(task, paths.RESULTS_DIR, limit=args.limit)
     profile = _profile(args.profile)
+    outcomes = _run_models(task, selected, args, profile, cache, run_cache)
+    _print_leaderboard(task)
+    failed = [o for o in outcomes if not o.ok] + [None] * len(errors)
+    if failed:
+        names = [o.name for o in outcomes if not o.ok] + [e.split(":")[0] for e in errors]
+        print(f"\n{len(names)} model(s) failed: {', '.join(names)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_models(task, selected, args, profile, cache, run_cache) -> list:
+    from harness.context import ModelContext
+    from harness.runner import run_one
+
     outcomes = []
     for model in selected:
         print(f"\n== {model.name} (profile {profile}) ==", flush=True)
@@ -110,7 +130,10 @@ def cmd_run(args) -> int:
                       artifacts_dir=run_cache)
         print(f"{model.name}: " + (f"test MAE {out.metrics['mae']:.3f}, R2 {out.metrics['r2']:.3f} ({out.seconds:.0f} s)" if out.ok else f"FAILED: {out.message}"), flush=True)
         outcomes.append(out)
+    return outcomes
 
+
+def _print_leaderboard(task) -> None:
     _, rows, notes = _rebuild_leaderboard(task.spec, task.split, paths.default_reference_dir())
     for n in notes:
         print(f"note: {n}")
@@ -119,12 +142,6 @@ def cmd_run(args) -> int:
     print(f"{'rank':>4}  {'model':<34} {'kind':<9} {'MAE':>7} {'RMSE':>7} {'R2':>6}")
     for rank, r in enumerate(rows, 1):
         print(f"{rank:>4}  {r.model:<34} {r.kind:<9} {r.metrics['mae']:>7.3f} {r.metrics['rmse']:>7.3f} {r.metrics['r2']:>6.3f}")
-    failed = [o for o in outcomes if not o.ok] + [None] * len(errors)
-    if failed:
-        names = [o.name for o in outcomes if not o.ok] + [e.split(":")[0] for e in errors]
-        print(f"\n{len(names)} model(s) failed: {', '.join(names)}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def _validate_submissions() -> tuple[int, list[str]]:
@@ -218,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"testing/debugging only: use the first N covered ids of each split (published order). "
                    f"Refused unless ${paths.OUTPUT_DIR_ENV} points at a scratch folder; model caches go to "
                    f"$KSPACING_CACHE_DIR/limit-N/, recorded as \"limit\" in results/coverage.json")
+    r.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="run the joblib-parallel work (structure featurization, forests) on this Dask cluster, "
+                   "e.g. tcp://10.0.0.5:8786, through joblib's dask backend (needs dask[distributed] here and on "
+                   "the workers; default: local processes)")
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("validate", help="check every model folder's metadata and module import, and every submission file",
