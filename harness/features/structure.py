@@ -43,7 +43,7 @@ from harness import atomic
 
 log = logging.getLogger(__name__)
 
-ENGINE_VERSION = 1  # bump when the engine's numbers could change
+ENGINE_VERSION = 2  # bump when the engine's numbers could change (2: composition memo keyed in element order)
 FEATURE_SET = "matminer273"
 PREPROCESSING = "jarvis Atoms.pymatgen_converter(); PeriodicSite.to_unit_cell(in_place=True) for every site"
 
@@ -342,7 +342,9 @@ def _composition(s, out: np.ndarray) -> None:
     """The 145 compositional columns: matminer's featurizers, memoized per composition."""
     st = _engine_state()
     comp = s.composition
-    key = tuple(sorted((el.symbol, amt) for el, amt in comp.items()))
+    # Keyed in the composition's own element order: matminer's sums run in that order,
+    # so a sorted key would hand out another structure's rounding (worker-history dependent).
+    key = tuple((el.symbol, amt) for el, amt in comp.items())
     row = st["comp_memo"].get(key)
     if row is None:
         vals = []
