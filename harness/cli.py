@@ -109,9 +109,8 @@ def _run_selected(args, selected, errors) -> int:
     profile = _profile(args.profile)
     outcomes = _run_models(task, selected, args, profile, cache, run_cache)
     _print_leaderboard(task)
-    failed = [o for o in outcomes if not o.ok] + [None] * len(errors)
-    if failed:
-        names = [o.name for o in outcomes if not o.ok] + [e.split(":")[0] for e in errors]
+    names = [o.name for o in outcomes if not o.ok] + [e.split(":")[0] for e in errors]
+    if names:
         print(f"\n{len(names)} model(s) failed: {', '.join(names)}", file=sys.stderr)
         return 1
     return 0

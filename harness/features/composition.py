@@ -5,7 +5,6 @@ featurized once, ever."""
 from __future__ import annotations
 
 import hashlib
-import pickle
 import warnings
 from pathlib import Path
 
@@ -15,8 +14,8 @@ from matminer.featurizers.composition import ElementProperty, IonProperty, Stoic
 from pymatgen.core import Composition
 from tqdm.auto import tqdm
 
-from harness import atomic
 from harness.errors import HarnessError
+from harness.features.frame_cache import cached_rows
 
 PRESETS = ("stoichiometry", "magpie", "valence_orbital", "ion_property")
 
@@ -43,15 +42,8 @@ def _cache_file(cache_dir: Path, presets: tuple[str, ...]) -> Path:
 
 def composition_features(formulas: list[str], cache_dir: Path, presets: tuple[str, ...] = PRESETS) -> pd.DataFrame:
     """One row per input formula (same order), NaN where a featurizer has no data."""
-    path = _cache_file(cache_dir, presets)
-    cached = pd.DataFrame()
-    if path.is_file():
-        try:
-            cached = pd.read_pickle(path)
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            cached = pd.DataFrame()
-    todo = sorted(set(formulas) - set(cached.index))
-    if todo:
+
+    def compute(todo):
         feat = _featurizer(presets)
         rows = []
         for f in tqdm(todo, desc="composition features", unit="formula", leave=False):
@@ -62,8 +54,6 @@ def composition_features(formulas: list[str], cache_dir: Path, presets: tuple[st
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 rows.append(feat.featurize(comp))
-        new = pd.DataFrame(rows, index=pd.Index(todo, name="formula"), columns=feat.feature_labels(), dtype=float)
-        cached = pd.concat([cached, new]) if len(cached) else new
-        with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            pickle.dump(cached, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    return cached.loc[list(formulas)]
+        return pd.DataFrame(rows, index=pd.Index(todo, name="formula"), columns=feat.feature_labels(), dtype=float)
+
+    return cached_rows(_cache_file(cache_dir, presets), list(formulas), compute)

@@ -20,8 +20,6 @@ so it works on any new POSCAR/CIF. Groups:
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 import warnings
 from pathlib import Path
 
@@ -30,7 +28,8 @@ import pandas as pd
 import spglib
 from pymatgen.core.periodic_table import Element
 
-from harness import atomic
+from harness.features.frame_cache import cached_rows
+from harness.features.structure import structure_key  # one content hash for every feature cache
 
 FEATURE_VERSION = 1  # bump when a feature's definition changes
 
@@ -187,15 +186,6 @@ def structure_physics(atoms) -> dict[str, float]:
     return f
 
 
-def structure_key(atoms) -> str:
-    """Content hash of a structure (lattice, fractional positions, species)."""
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(atoms.lattice_mat, dtype=np.float64).tobytes())
-    h.update(np.ascontiguousarray(atoms.frac_coords, dtype=np.float64).tobytes())
-    h.update(np.ascontiguousarray(atoms.atomic_numbers, dtype=np.int64).tobytes())
-    return h.hexdigest()[:24]
-
-
 def _cache_file(cache_dir: Path) -> Path:
     return Path(cache_dir) / "features" / f"physics-v{FEATURE_VERSION}-spglib{spglib.__version__}.pkl"
 
@@ -207,21 +197,9 @@ def physics_features(atoms_list, cache_dir: Path | None = None) -> pd.DataFrame:
     if cache_dir is None:
         return pd.DataFrame([structure_physics(a) for a in atoms_list], dtype=float)
     keys = [structure_key(a) for a in atoms_list]
-    path = _cache_file(cache_dir)
-    cached = pd.DataFrame()
-    if path.is_file():
-        try:
-            cached = pd.read_pickle(path)
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            cached = pd.DataFrame()
-    have = set(cached.index)
-    todo = {}
-    for k, a in zip(keys, atoms_list):
-        if k not in have and k not in todo:
-            todo[k] = a
-    if todo:
-        new = pd.DataFrame([structure_physics(a) for a in todo.values()], index=pd.Index(list(todo), name="key"), dtype=float)
-        cached = pd.concat([cached, new]) if len(cached) else new
-        with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            pickle.dump(cached, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    return cached.loc[keys].reset_index(drop=True)
+    by_key = dict(zip(keys, atoms_list))
+
+    def compute(todo):
+        return pd.DataFrame([structure_physics(by_key[k]) for k in todo], index=pd.Index(todo, name="key"), dtype=float)
+
+    return cached_rows(_cache_file(cache_dir), keys, compute).reset_index(drop=True)

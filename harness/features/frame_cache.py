@@ -1,0 +1,31 @@
+"""A feature table cached in one pickle file: rows keyed by a string, each key computed
+once, ever; new rows are appended with an atomic rewrite (a kill never leaves half a file)."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from harness import atomic
+
+
+def cached_rows(path: Path, keys: list[str], compute: Callable[[list[str]], pd.DataFrame]) -> pd.DataFrame:
+    """The rows of ``keys`` (same order, repeats allowed). Keys missing from the file at
+    ``path`` are computed by ``compute(missing keys) -> DataFrame indexed by them``."""
+    cached = pd.DataFrame()
+    if path.is_file():
+        try:
+            cached = pd.read_pickle(path)
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            cached = pd.DataFrame()
+    have = set(cached.index)
+    todo = [k for k in dict.fromkeys(keys) if k not in have]
+    if todo:
+        new = compute(todo)
+        cached = pd.concat([cached, new]) if len(cached) else new
+        with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            pickle.dump(cached, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return cached.loc[list(keys)]
