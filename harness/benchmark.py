@@ -1,87 +1,266 @@
-"""The benchmark: its description (benchmarks/*.yaml) and its published split."""
+"""Frozen benchmark definitions: ``benchmarks/<name>/``, written once by
+``python -m harness benchmark freeze`` and never by ``run``.
+
+A definition folder holds
+
+* ``benchmark.yaml``: what the benchmark is (key, target, metric, sizes), the sha256 of
+  its id lists (``ids_sha256``), the structure store it was frozen against (``store``:
+  file name + sha256, or null when any store holding the ids will do) and the sha256 of
+  ``lattice.csv`` (null when not yet recorded);
+* ``train.csv``, ``val.csv``, ``test.csv``: ``id,target`` in published order;
+* ``lattice.csv``: ``id,b1,b2,b3``, the reciprocal lattice lengths (1/Å, no 2π) of the
+  val and test ids, so the leaderboard counts k-points without loading structures and
+  every machine counts the same (no BLAS last-bit drift).
+
+Every reader checks the hashes; a changed id list or lattice is a one-line error. This
+module imports no jarvis-tools, pymatgen or model code (the leaderboard job uses it).
+"""
 
 from __future__ import annotations
 
-import importlib.resources
-import json
-import zipfile
+import csv
+import hashlib
+import io
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import yaml
 
+from harness import atomic
 from harness.errors import HarnessError
-from harness.paths import BENCHMARKS_DIR
 
-DEFAULT_BENCHMARK = "dft_3d_kpoint_length_unit"
 SPLITS = ("train", "val", "test")
+SPEC_FILE = "benchmark.yaml"
+LATTICE_FILE = "lattice.csv"
+# The official JARVIS-Leaderboard benchmark and the offline subset (O/N compounds).
+OFFICIAL = "dft_3d_kpoint_length_unit"
+SUBSET = "dft_3d_on_subset_kpoint_length_unit"
+# Written by `run --scratch` into its own output root, never into the repository.
+SCRATCH = "scratch_kpoint_length_unit"
+
+
+def _fmt(x: float) -> str:
+    return format(float(x), ".10g")
+
+
+def ids_csv(ids: list[str], targets: dict[str, float]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "target"])
+    for i in ids:
+        w.writerow([i, _fmt(targets[i])])
+    return buf.getvalue().encode()
+
+
+def lattice_csv(recip: dict[str, list[float]]) -> bytes:
+    # repr() round-trips floats exactly: the file is the single source of these numbers.
+    lines = ["id,b1,b2,b3"] + [f"{i},{','.join(repr(float(x)) for x in b)}" for i, b in recip.items()]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def ids_hash(files: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for s in SPLITS:
+        h.update(f"{s}\n".encode())
+        h.update(files[s])
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
-class BenchmarkSpec:
+class Benchmark:
+    """One benchmark definition. ``ids[split]`` in published order; ``targets[split]``
+    {id: truth}; ``recip`` {id: (3,) array} for val+test ids, or None."""
+
     name: str
-    key: str  # JARVIS-Leaderboard result key; the submission file is f"{key}.csv.zip"
-    split_package: str
-    split_file: str
-    dataset: str
-    id_key: str
-    target: str
-    units: str
-    metric: str
-    published_split_sizes: dict = field(default_factory=dict)
+    spec: dict
+    ids: dict[str, list[str]]
+    targets: dict[str, dict[str, float]]
+    recip: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    path: Path | None = None
+
+    @property
+    def key(self) -> str:
+        return self.spec["key"]
 
     @property
     def submission_filename(self) -> str:
         return f"{self.key}.csv.zip"
 
     @property
-    def split_path(self) -> Path:
-        return Path(str(importlib.resources.files(self.split_package).joinpath(self.split_file)))
+    def definition_sha256(self) -> str:
+        return self.spec["ids_sha256"]
+
+    @property
+    def store(self) -> dict | None:
+        return self.spec.get("store")
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self.spec.get("frozen", True))
+
+    @cached_property
+    def id_sets(self) -> dict[str, frozenset]:
+        return {s: frozenset(self.ids[s]) for s in SPLITS}
+
+    def y(self, split: str, ids: list[str] | None = None) -> np.ndarray:
+        t = self.targets[split]
+        return np.array([t[i] for i in (self.ids[split] if ids is None else ids)], dtype=float)
+
+    def counts(self) -> dict[str, int]:
+        return {s: len(self.ids[s]) for s in SPLITS}
+
+    def counts_text(self) -> str:
+        full = self.spec.get("published_sizes") or {}
+        return ", ".join(f"{s} {len(self.ids[s]):,}" + (f" / {full[s]:,}" if s in full else "") for s in SPLITS)
+
+    def contains(self, other: "Benchmark") -> bool:
+        """Every id of ``other`` is in the same split here: a submission for this benchmark
+        can be scored on ``other`` too."""
+        return all(other.id_sets[s] <= self.id_sets[s] for s in SPLITS)
+
+    def store_problem(self, store_ids, store_sha256: str) -> str | None:
+        """Why a structure store cannot produce this benchmark's submissions, or None."""
+        if self.store is not None and self.store.get("sha256") != store_sha256:
+            return (f"{self.name}: frozen against the store with sha256 {self.store['sha256'][:12]}…, "
+                    f"this one is {store_sha256[:12]}…")
+        have = set(store_ids)
+        missing = {s: sum(i not in have for i in self.ids[s]) for s in SPLITS}
+        if any(missing.values()):
+            return f"{self.name}: the store lacks " + ", ".join(
+                f"{missing[s]:,} of {len(self.ids[s]):,} {s}" for s in SPLITS if missing[s]) + " ids"
+        return None
 
 
-def load_spec(name: str = DEFAULT_BENCHMARK) -> BenchmarkSpec:
-    path = BENCHMARKS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise HarnessError(f"{path}: no such benchmark description")
-    raw = yaml.safe_load(path.read_text())
+def _read_ids(path: Path) -> tuple[list[str], dict[str, float], bytes]:
     try:
-        return BenchmarkSpec(**raw)
-    except TypeError as err:
-        raise HarnessError(f"{path}: {err}") from None
+        raw = path.read_bytes()
+    except OSError as err:
+        raise HarnessError(f"{path}: cannot read ({err.strerror or err})") from None
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8", errors="replace"))))
+    if not rows or rows[0] != ["id", "target"]:
+        raise HarnessError(f"{path}: header must be id,target")
+    ids, targets = [], {}
+    for n, row in enumerate(rows[1:], start=2):
+        try:
+            jid, t = row[0], float(row[1])
+        except (IndexError, ValueError):
+            raise HarnessError(f"{path}: line {n}: expected id,number") from None
+        if jid in targets:
+            raise HarnessError(f"{path}: line {n}: duplicate id {jid}")
+        if not math.isfinite(t):
+            raise HarnessError(f"{path}: line {n}: target must be finite")
+        ids.append(jid)
+        targets[jid] = t
+    return ids, targets, raw
 
 
-@dataclass(frozen=True)
-class Split:
-    """The published split as {split: {jid: target}}, plus ids found in several splits."""
+def _read_lattice(path: Path) -> tuple[dict[str, np.ndarray], bytes]:
+    raw = path.read_bytes()
+    out = {}
+    for n, line in enumerate(raw.decode().splitlines()[1:], start=2):
+        parts = line.split(",")
+        try:
+            b = np.array([float(x) for x in parts[1:]], dtype=float)
+        except ValueError:
+            raise HarnessError(f"{path}: line {n}: expected id,b1,b2,b3") from None
+        if b.shape != (3,) or not np.all(np.isfinite(b)) or np.any(b <= 0):
+            raise HarnessError(f"{path}: line {n}: expected three positive lengths")
+        out[parts[0]] = b
+    return out, raw
 
-    targets: dict[str, dict[str, float]]
-    overlaps: dict[str, tuple[str, ...]]  # jid -> the splits it appears in (only when > 1)
 
-    def ids(self, split: str) -> list[str]:
-        """Ids of ``split`` in published order. An id in several splits is kept only in
-        the last of them (train < val < test), so the test set stays as published and
-        nothing evaluated was trained on."""
-        later = SPLITS[SPLITS.index(split) + 1:]
-        return [i for i in self.targets[split] if not any(s in later for s in self.overlaps.get(i, ()))]
-
-
-def load_split(spec: BenchmarkSpec) -> Split:
-    path = spec.split_path
+def load(name: str, root: Path) -> Benchmark:
+    """The definition ``root/name/``, every hash checked."""
+    folder = Path(root) / name
+    spec_path = folder / SPEC_FILE
+    if not spec_path.is_file():
+        raise HarnessError(f"{spec_path}: no such benchmark definition "
+                           f"(freeze one with `python -m harness benchmark freeze {name}`)")
     try:
-        with zipfile.ZipFile(path) as zf:
-            raw = json.loads(zf.read(Path(spec.split_file).name.removesuffix(".zip")))
-    except (OSError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as err:
-        raise HarnessError(f"{path}: cannot read split file ({err})") from None
-    missing = [s for s in SPLITS if s not in raw]
-    if missing:
-        raise HarnessError(f"{path}: split file lacks {', '.join(missing)}")
-    try:
-        targets = {s: {str(k): float(v) for k, v in raw[s].items()} for s in SPLITS}
-    except (AttributeError, TypeError, ValueError) as err:
-        raise HarnessError(f"{path}: split targets must be {{id: number}} maps ({err})") from None
-    seen: dict[str, list[str]] = {}
+        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise HarnessError(f"{spec_path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    need = ("name", "key", "target", "metric", "ids_sha256", "sizes")
+    if not isinstance(spec, dict) or any(k not in spec for k in need):
+        raise HarnessError(f"{spec_path}: must be a mapping with {', '.join(need)}")
+    if spec["name"] != name:
+        raise HarnessError(f"{spec_path}: name: {spec['name']!r} must equal the folder name {name!r}")
+    ids, targets, raw = {}, {}, {}
     for s in SPLITS:
-        for jid in targets[s]:
-            seen.setdefault(jid, []).append(s)
-    overlaps = {jid: tuple(ss) for jid, ss in sorted(seen.items()) if len(ss) > 1}
-    return Split(targets=targets, overlaps=overlaps)
+        ids[s], targets[s], raw[s] = _read_ids(folder / f"{s}.csv")
+        if len(ids[s]) != spec["sizes"].get(s):
+            raise HarnessError(f"{folder / f'{s}.csv'}: {len(ids[s]):,} ids, {SPEC_FILE} says sizes.{s} = {spec['sizes'].get(s)}")
+    if ids_hash(raw) != spec["ids_sha256"]:
+        raise HarnessError(f"{folder}: the id lists do not match ids_sha256 in {SPEC_FILE}: a frozen definition "
+                           "was edited (freeze a new benchmark under a new name instead)")
+    recip = None
+    lat = spec.get("lattice")
+    if lat:
+        path = folder / LATTICE_FILE
+        if not path.is_file():
+            raise HarnessError(f"{path}: missing ({SPEC_FILE} records lattice.sha256)")
+        recip, lraw = _read_lattice(path)
+        if sha256_bytes(lraw) != lat.get("sha256"):
+            raise HarnessError(f"{path}: does not match lattice.sha256 in {SPEC_FILE}")
+        if set(recip) != set(ids["val"]) | set(ids["test"]):
+            raise HarnessError(f"{path}: must hold exactly the val and test ids")
+    return Benchmark(name=name, spec=spec, ids=ids, targets=targets, recip=recip, path=folder)
+
+
+def names(root: Path) -> list[str]:
+    return sorted(p.name for p in Path(root).glob("*") if (p / SPEC_FILE).is_file())
+
+
+def load_all(root: Path) -> list[Benchmark]:
+    """Every definition under ``root``, largest test set first (the order ``run`` tries them)."""
+    out = [load(n, root) for n in names(root)]
+    return sorted(out, key=lambda b: (-len(b.ids["test"]), b.name))
+
+
+def definition_files(name: str, spec: dict, ids: dict[str, list[str]], targets: dict[str, dict[str, float]],
+                     recip: dict[str, list[float]] | None) -> dict[str, bytes]:
+    """The bytes of every file of a definition (the spec's hashes filled in)."""
+    files = {f"{s}.csv": ids_csv(ids[s], targets[s]) for s in SPLITS}
+    spec = {**spec, "name": name, "sizes": {s: len(ids[s]) for s in SPLITS},
+            "ids_sha256": ids_hash({s: files[f"{s}.csv"] for s in SPLITS})}
+    if recip is not None:
+        files[LATTICE_FILE] = lattice_csv(recip)
+        spec["lattice"] = {"file": LATTICE_FILE, "ids": "val + test", "units": "1/Angstrom, no 2*pi",
+                           "sha256": sha256_bytes(files[LATTICE_FILE])}
+    else:
+        spec["lattice"] = None
+    header = (f"# Frozen benchmark definition, written by `python -m harness benchmark freeze {name}`.\n"
+              "# Never edit: readers check ids_sha256 and lattice.sha256.\n")
+    files[SPEC_FILE] = (header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)).encode()
+    return files
+
+
+def write(root: Path, name: str, files: dict[str, bytes], overwrite: bool = False) -> str:
+    """Write a definition folder. An existing, different frozen definition is refused
+    unless ``overwrite`` (scratch benchmarks only). Returns "written" or "unchanged"."""
+    folder = Path(root) / name
+    if (folder / SPEC_FILE).is_file():
+        same = all((folder / f).is_file() and (folder / f).read_bytes() == b for f, b in files.items())
+        if same:
+            return "unchanged"
+        old = yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8")) or {}
+        new = yaml.safe_load(files[SPEC_FILE])
+        # The one allowed change: recording the lattice of a definition frozen without it
+        # (the official split frozen offline, its lattice added where the full store exists).
+        adds_lattice = (old.get("ids_sha256") == new["ids_sha256"] and not old.get("lattice") and new.get("lattice")
+                        and all((folder / f"{s}.csv").read_bytes() == files[f"{s}.csv"] for s in SPLITS))
+        if not overwrite and not adds_lattice:
+            raise HarnessError(f"{folder}: a different definition is already frozen under this name; frozen "
+                               "definitions are never rewritten (freeze under a new name)")
+    for f, b in files.items():
+        atomic.write_bytes(folder / f, b)
+    if LATTICE_FILE not in files:
+        (folder / LATTICE_FILE).unlink(missing_ok=True)
+    return "written"

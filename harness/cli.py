@@ -1,4 +1,5 @@
-"""Command line: ``python -m harness {run,validate,new-model,leaderboard,predict} --help``."""
+"""Command line: ``python -m harness COMMAND --help``. Parses, prints, sets exit codes;
+the work lives in the modules each command names."""
 
 from __future__ import annotations
 
@@ -12,18 +13,19 @@ from harness.errors import HarnessError
 
 DESCRIPTION = """\
 kspacing-bench: train and rank machine-learning models that predict the converged
-DFT k-point length (JARVIS-DFT kpoint_length_unit) on the fixed JARVIS-Leaderboard
-split dft_3d_kpoint_length_unit.
+DFT k-point length (JARVIS-DFT kpoint_length_unit) on frozen benchmark definitions
+(benchmarks/<name>/): the official JARVIS-Leaderboard split dft_3d_kpoint_length_unit
+and the offline subset dft_3d_on_subset_kpoint_length_unit.
 
-Data: structures are read with jarvis.db.figshare.data(dataset, store_dir=DATA_DIR).
+Data: structures are read with jarvis.db.figshare.data("dft_3d_2021", store_dir=DATA_DIR).
 DATA_DIR is --data-dir, else $KSPACING_DATA_DIR, else ../shared/data/jarvis when it
-exists, else jarvis-tools' own cache (downloads the full release when online).
-Only split ids with a structure are used; every run prints the counts per split.
+exists, else jarvis-tools' own cache (downloads the full release when online). `run`
+trains on the largest frozen benchmark the store fully covers.
 """
 
 
 def _data_dir(args) -> Path | None:
-    return Path(args.data_dir) if args.data_dir else paths.default_data_dir()
+    return Path(args.data_dir) if getattr(args, "data_dir", None) else paths.default_data_dir()
 
 
 def _profile(requested: str) -> str:
@@ -38,151 +40,209 @@ def _profile(requested: str) -> str:
 
 
 def _models_dir(args) -> Path:
-    return Path(args.models_dir) if getattr(args, "models_dir", None) else paths.MODELS_DIR
+    return Path(args.models_dir) if getattr(args, "models_dir", None) else paths.models_dir()
 
 
-def _output_dirs() -> dict:
-    """Where leaderboard.rebuild reads and writes (read at call time, so tests can move them)."""
-    return {"submissions_dir": paths.SUBMISSIONS_DIR, "results_dir": paths.RESULTS_DIR,
-            "leaderboard_csv": paths.LEADERBOARD_CSV, "readme": paths.README}
+def _reference_dir(args) -> Path:
+    return Path(args.reference_dir) if getattr(args, "reference_dir", None) else paths.default_reference_dir()
 
 
-def _rebuild_leaderboard(spec, split, reference_dir, check: bool = False):
-    """leaderboard.rebuild on the current output paths. A scratch $KSPACING_OUTPUT_DIR
-    gets its own README.md holding only the table (removed again if the rebuild fails)."""
-    from harness import atomic, leaderboard
+def _load_store(data_dir: Path | None):
+    from harness import data
+    from harness.freeze import DATASET
 
-    stub = not check and not paths.output_is_repo() and not paths.README.is_file()
-    if stub:
-        atomic.write_text(paths.README, f"# kspacing-bench leaderboard (${paths.OUTPUT_DIR_ENV} output)\n\n"
-                          f"{leaderboard.README_START}\n{leaderboard.README_END}\n")
-    try:
-        return leaderboard.rebuild(spec, split, reference_dir, check=check, **_output_dirs())
-    except BaseException:
-        if stub:
-            paths.README.unlink(missing_ok=True)
-        raise
+    return data.load_materials(DATASET, data_dir, paths.cache_dir())
+
+
+# ---------------------------------------------------------------- run
+
+
+def _select(args, models_dir: Path) -> tuple[list, list[tuple[str, str]]]:
+    """(model folders to run, [(name, error)] of invalid ones among them)."""
+    from harness import registry
+
+    folders, bad = [], []
+    for path in registry.model_dirs(models_dir):
+        try:
+            folders.append(registry.read_folder(path))
+        except HarnessError as err:
+            bad.append((path.name, str(err)))
+    folders.sort(key=lambda m: (m.meta.get("run_order", 100), m.name))
+    known = {m.name: m for m in folders}
+    if args.all:
+        return folders, bad
+    unknown = [n for n in args.names if n not in known and not (models_dir / n).is_dir()]
+    if unknown:
+        raise HarnessError(f"no model folder {models_dir.name}/{unknown[0]}/ (known: {', '.join(known) or 'none'})")
+    return [known[n] for n in args.names if n in known], [(n, e) for n, e in bad if n in args.names]
+
+
+def _choose_benchmark(args, materials, prov):
+    """The benchmark this run trains on: the largest frozen definition the store fully
+    covers; with --scratch, a throw-away definition of whatever the store covers."""
+    from harness import benchmark as bm
+
+    if args.scratch:
+        from harness.freeze import subset_files
+        from harness.split import load_split
+
+        files = subset_files(load_split(), materials, prov, name=bm.SCRATCH, limit=args.limit, frozen=False)
+        bm.write(paths.benchmarks_dir(), bm.SCRATCH, files, overwrite=True)
+        return bm.load(bm.SCRATCH, paths.benchmarks_dir())
+    defs = bm.load_all(paths.benchmarks_dir())
+    if not defs:
+        raise HarnessError(f"{paths.benchmarks_dir()}: no frozen benchmark; run `python -m harness benchmark freeze`")
+    problems = []
+    for d in defs:
+        problem = d.store_problem(materials.index, prov["sha256"])
+        if problem is None:
+            return d
+        problems.append(problem)
+    raise HarnessError(f"{prov['file']}: covers no frozen benchmark fully ({'; '.join(problems)}); "
+                       "train on what it covers with --scratch DIR (nothing goes to the leaderboard)")
 
 
 def cmd_run(args) -> int:
-    from harness import registry
     from harness.cluster import joblib_backend
 
-    if args.limit is not None and (args.limit < 1 or paths.output_is_repo()):
-        print(f"error: --limit {args.limit}: a slice is not the benchmark; it needs N >= 1 and ${paths.OUTPUT_DIR_ENV} "
-              "set to a scratch folder (the committed submissions and leaderboard stay untouched)", file=sys.stderr)
+    if args.scratch:
+        scratch = Path(args.scratch).resolve()
+        if scratch == paths.REPO_ROOT or paths.REPO_ROOT in scratch.parents and scratch.name in ("submissions", "results"):
+            raise HarnessError(f"--scratch {args.scratch}: must be a folder outside the committed output")
+        os.environ[paths.OUTPUT_DIR_ENV] = str(scratch)  # for this process and the model processes
+    elif not paths.is_repo_output():
+        args.scratch = str(paths.output_dir())  # $KSPACING_OUTPUT_DIR set: a scratch root already
+    if args.limit is not None and (args.limit < 1 or not args.scratch):
+        print(f"error: --limit {args.limit}: a slice is not the benchmark; it needs N >= 1 and --scratch DIR",
+              file=sys.stderr)
         return 2
     models_dir = _models_dir(args)
-    folders, errors = registry.discover(models_dir)
-    known = {m.name: m for m in folders}
-    if args.all:
-        selected = folders
-    else:
-        unknown = [n for n in args.names if n not in known and not (models_dir / n).is_dir()]
-        if unknown:
-            print(f"error: no model folder models/{unknown[0]}/ (known: {', '.join(known) or 'none'})", file=sys.stderr)
-            return 2
-        selected = [known[n] for n in args.names if n in known]
-        errors = [e for e in errors if any(f"/{n}/" in "/" + e for n in args.names)]
-    for e in errors:
+    selected, bad = _select(args, models_dir)
+    for _, e in bad:
         print(f"error: {e}", file=sys.stderr)
-
-    with joblib_backend(args.dask_scheduler):  # connect before the data load: a bad address fails fast
-        return _run_selected(args, selected, errors)
-
-
-def _run_selected(args, selected, errors) -> int:
-    from harness.runner import slice_task, write_coverage
-    from harness.task import Task
-
-    cache = paths.cache_dir()
-    task = Task.load(_data_dir(args), cache)
-    # A slice keeps its model caches and fitted artifacts apart from full runs'.
-    run_cache = cache
-    if args.limit is not None:
-        task = slice_task(task, args.limit)
-        run_cache = cache / f"limit-{args.limit}"
-        print(f"SLICE (--limit {args.limit}): only the first {args.limit} covered ids of each split are used; "
-              "scores are not comparable with the leaderboard")
-    print(task.coverage.summary())
-    write_coverage(task, paths.RESULTS_DIR, limit=args.limit)
-    profile = _profile(args.profile)
-    outcomes = _run_models(task, selected, args, profile, cache, run_cache)
-    _print_leaderboard(task)
-    names = [o.name for o in outcomes if not o.ok] + [e.split(":")[0] for e in errors]
-    if names:
-        print(f"\n{len(names)} model(s) failed: {', '.join(names)}", file=sys.stderr)
+    with joblib_backend(args.dask_scheduler):  # a bad address fails fast, before the data load
+        pass  # the model processes connect again themselves
+    materials, prov = _load_store(_data_dir(args))
+    bench = _choose_benchmark(args, materials, prov)
+    del materials
+    print(f"training on {bench.name}: {bench.counts_text()} ids" + (f" (SCRATCH output in {paths.output_dir()}; not the "
+          "leaderboard)" if args.scratch else ""), flush=True)
+    outcomes = _run_models(args, selected, bench.name, models_dir)
+    _print_leaderboard(args)
+    failed = [(o.name, o.message) for o in outcomes if not o.ok] + bad
+    if failed:
+        print(f"\n{len(failed)} model(s) failed: {', '.join(sorted({n for n, _ in failed}))}", file=sys.stderr)
         return 1
     return 0
 
 
-def _run_models(task, selected, args, profile, cache, run_cache) -> list:
+def _run_models(args, selected, benchmark: str, models_dir: Path) -> list:
+    from harness.schedule import run_models
+
+    child_args = {"data_dir": _data_dir(args), "models_dir": models_dir, "seed": args.seed, "n_jobs": args.n_jobs,
+                  "profile": _profile(args.profile), "dask_scheduler": args.dask_scheduler}
+
+    def done(o):
+        text = (f"test MAE {o.metrics['mae']:.3f}, R2 {o.metrics['r2']:.3f} ({o.seconds:.0f} s"
+                f"{', predictions unchanged' if not o.changed else ''})" if o.ok else f"FAILED: {o.message}")
+        print(f"{o.name}: {text}", flush=True)
+
+    for m in selected:
+        print(f"== {m.name}", flush=True)
+    return run_models([m.name for m in selected], benchmark, child_args, on_done=done)
+
+
+def cmd_run_model(args) -> int:
+    """The model's own process: load the store and the definition, fit, write, report."""
+    import json
+
+    from harness import atomic, benchmark as bm, registry
+    from harness.cluster import joblib_backend
     from harness.context import ModelContext
-    from harness.runner import run_one
+    from harness.runner import Outcome, run_one
+    from harness.task import Task
 
-    outcomes = []
-    for model in selected:
-        print(f"\n== {model.name} (profile {profile}) ==", flush=True)
-        ctx = ModelContext(cache_dir=run_cache / "models" / model.name, profile=profile, seed=args.seed,
-                           n_jobs=args.n_jobs, shared_cache_dir=cache)
-        out = run_one(task, model, ctx, submissions_dir=paths.SUBMISSIONS_DIR, results_dir=paths.RESULTS_DIR,
+    def report(o: Outcome) -> int:
+        atomic.write_text(args.outcome, json.dumps(o.as_dict()))
+        return 0 if o.ok else 1
+
+    try:
+        folder = registry.read_folder(_models_dir(args) / args.name)
+        bench = bm.load(args.benchmark, paths.benchmarks_dir())
+        materials, prov = _load_store(_data_dir(args))
+        problem = bench.store_problem(materials.index, prov["sha256"])
+        if problem:
+            raise HarnessError(problem)
+        task = Task(bench, materials, prov)
+    except HarnessError as err:
+        return report(Outcome(args.name, False, str(err)))
+    cache = paths.cache_dir()
+    # A scratch run keeps its model caches and artifacts apart from the benchmark runs'.
+    run_cache = cache if bench.frozen else cache / "scratch" / bench.definition_sha256[:16]
+    ctx = ModelContext(cache_dir=run_cache / "models" / folder.name, profile=args.profile, seed=args.seed,
+                       n_jobs=args.n_jobs, shared_cache_dir=cache)
+    with joblib_backend(args.dask_scheduler):
+        out = run_one(task, folder, ctx, submissions_dir=paths.submissions_dir(), results_dir=paths.results_dir(),
                       artifacts_dir=run_cache)
-        print(f"{model.name}: " + (f"test MAE {out.metrics['mae']:.3f}, R2 {out.metrics['r2']:.3f} ({out.seconds:.0f} s)" if out.ok else f"FAILED: {out.message}"), flush=True)
-        outcomes.append(out)
-    return outcomes
+    return report(out)
 
 
-def _print_leaderboard(task) -> None:
-    _, rows, notes = _rebuild_leaderboard(task.spec, task.split, paths.default_reference_dir())
+def _print_leaderboard(args) -> None:
+    from harness import leaderboard
+
+    _, boards, notes = _rebuild(args, check=False)
     for n in notes:
         print(f"note: {n}")
-    c = task.coverage.counts()
-    print(f"\nLeaderboard on the covered test ids ({c['test']['covered']:,} of {c['test']['total']:,}); trained on {c['train']['covered']:,} of {c['train']['total']:,} train ids:")
-    print(f"{'rank':>4}  {'model':<34} {'kind':<9} {'MAE':>7} {'RMSE':>7} {'R2':>6}")
-    for rank, r in enumerate(rows, 1):
-        print(f"{rank:>4}  {r.model:<34} {r.kind:<9} {r.metrics['mae']:>7.3f} {r.metrics['rmse']:>7.3f} {r.metrics['r2']:>6.3f}")
+    for board in boards:
+        if not board.rows:
+            continue
+        print(f"\n{board.benchmark.name} ({board.benchmark.counts_text()}):")
+        print(f"{'rank':>4}  {'model':<36} {'kind':<9} {'MAE':>7}  {'95 % CI':<13} {'R2':>6}")
+        for rank, r in enumerate(board.rows, 1):
+            print(f"{rank:>4}  {r.model:<36} {r.kind:<9} {r.metrics['mae']:>7.3f}  {r.ci[0]:5.2f}-{r.ci[1]:<6.2f} "
+                  f"{r.metrics['r2']:>6.3f}")
+    del leaderboard
 
 
-def _validate_submissions() -> tuple[int, list[str]]:
-    """Every submissions/*/ file parsed and id-checked against results/coverage.json."""
-    from harness import leaderboard, submission
-    from harness.benchmark import load_spec
+def _rebuild(args, check: bool):
+    """leaderboard.rebuild on the current output root. A scratch root gets its own
+    README.md holding only the tables (removed again if the rebuild fails)."""
+    from harness import atomic, leaderboard
 
-    spec = load_spec()
-    folders = sorted(p for p in paths.SUBMISSIONS_DIR.glob("*") if p.is_dir())
-    if not folders:
-        return 0, []
-    test_ids = leaderboard.read_coverage(paths.RESULTS_DIR)["test_ids"]
-    problems = []
-    for folder in folders:
-        try:
-            submission.validate_file(folder / spec.submission_filename, test_ids)
-            submission.read_metadata(folder / "metadata.json")
-        except HarnessError as err:
-            problems.append(str(err))
-    return len(folders), problems
+    readme = paths.output_dir() / "README.md"
+    stub = not check and not paths.is_repo_output() and not readme.is_file()
+    if stub:
+        atomic.write_text(readme, f"# kspacing-bench leaderboard (scratch output)\n\n"
+                          f"{leaderboard.README_START}\n{leaderboard.README_END}\n")
+    try:
+        return leaderboard.rebuild(paths.output_dir(), _reference_dir(args), _models_dir(args), check=check)
+    except BaseException:
+        if stub:
+            readme.unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------- other commands
 
 
 def cmd_validate(args) -> int:
-    from harness import registry
+    from harness import registry, validate
 
     folders, errors = registry.discover(_models_dir(args))
-    for e in errors:
-        print(e, file=sys.stderr)
-    bad_imports = 0
+    problems = list(errors)
     for m in folders:
         try:
             m.load_module()
         except HarnessError as err:
-            print(err, file=sys.stderr)
-            bad_imports += 1
-    n_subs, bad_subs = _validate_submissions()
-    for e in bad_subs:
+            problems.append(str(err))
+    n_subs, bad_subs = validate.submissions(paths.output_dir(), _models_dir(args))
+    problems += bad_subs
+    for e in problems:
         print(e, file=sys.stderr)
-    if errors or bad_imports or bad_subs:
+    if problems:
         return 1
     print(f"{len(folders)} model folder(s) valid: {', '.join(m.name for m in folders)}")
-    print(f"{n_subs} submission(s) valid against {paths.RESULTS_DIR.name}/coverage.json")
+    print(f"{n_subs} submission file(s) valid against benchmarks/ and their run records")
     return 0
 
 
@@ -196,21 +256,72 @@ def cmd_new_model(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from harness.benchmark import load_spec, load_split
-
-    spec = load_spec()
-    ref = Path(args.reference_dir) if args.reference_dir else paths.default_reference_dir()
-    current, rows, notes = _rebuild_leaderboard(spec, load_split(spec), ref, check=args.check)
+    current, boards, notes = _rebuild(args, check=args.check)
     for n in notes:
         print(f"note: {n}")
+    n_rows = sum(len(b.rows) for b in boards)
     if args.check:
         if not current:
-            print(f"{paths.LEADERBOARD_CSV.name} or the README table is stale: run `python -m harness leaderboard`", file=sys.stderr)
+            print("leaderboard.csv or the README tables are stale: run `python -m harness leaderboard`", file=sys.stderr)
             return 1
-        print(f"leaderboard.csv and README table are current ({len(rows)} rows)")
+        print(f"leaderboard.csv and README tables are current ({len(boards)} benchmarks, {n_rows} rows)")
         return 0
-    print(f"wrote {paths.LEADERBOARD_CSV.name} and the README table ({len(rows)} rows)")
+    print(f"wrote leaderboard.csv and the README tables ({len(boards)} benchmarks, {n_rows} rows)")
     return 0
+
+
+def cmd_benchmark(args) -> int:
+    from harness import benchmark as bm
+
+    root = paths.benchmarks_dir()
+    if args.action == "freeze":
+        from harness.freeze import freeze
+        from harness.split import load_split
+
+        which = args.names or [bm.OFFICIAL, bm.SUBSET]
+        materials = prov = None
+        if bm.SUBSET in which or not args.no_store:
+            try:
+                materials, prov = _load_store(_data_dir(args))
+            except HarnessError:
+                if bm.SUBSET in which:
+                    raise
+        for name, what in freeze(root, which, load_split(), materials, prov):
+            print(f"{root.name}/{name}/: {what}")
+        return 0
+    defs = bm.load_all(root)
+    store = None
+    if args.action == "check":
+        materials, prov = _load_store(_data_dir(args))
+        store = (materials.index, prov)
+    for d in defs:
+        line = f"{d.name}: {d.counts_text()} ids, key {d.key}, definition sha256 {d.definition_sha256[:12]}…, " \
+               f"lattice {'yes' if d.recip is not None else 'no'}"
+        if store is not None:
+            problem = d.store_problem(*store[0:1], store[1]["sha256"])
+            line += f"; store {store[1]['file']}: " + ("covers it (run writes its submissions)" if problem is None
+                                                       else f"does not cover it ({problem})")
+        print(line)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from harness.export import export
+
+    dest = export(args.name, Path(args.dir), _models_dir(args), args.benchmark)
+    print(f"wrote {dest}/ (JARVIS-Leaderboard contribution; copy it to jarvis_leaderboard/contributions/)")
+    return 0
+
+
+def _add_common(p, data=False, models=False, refs=False):
+    if data:
+        p.add_argument("--data-dir", help=f"jarvis-tools store dir holding the dataset zip (default: ${paths.DATA_DIR_ENV}, "
+                       "or ../shared/data/jarvis, or jarvis-tools' cache)")
+    if models:
+        p.add_argument("--models-dir", help=f"folder holding the model folders (default: ${paths.MODELS_DIR_ENV} or models/)")
+    if refs:
+        p.add_argument("--reference-dir", help=f"published contributions folder (default: ${paths.REFERENCE_DIR_ENV} or "
+                       "../shared/data/jarvis_leaderboard/contributions)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,48 +329,84 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="train + evaluate models, write submissions, rebuild the leaderboard",
-                       description="Train each selected model folder on the covered train ids, predict val and test, "
-                       "write submissions/<name>/ (JARVIS-Leaderboard files), results/<name>/ (parity plot, val "
-                       "predictions), save the fitted model under the cache dir, then rebuild leaderboard.csv.")
+    r = sub.add_parser("run", help="train + evaluate models, write submissions and run records, rebuild the leaderboard",
+                       description="Train each selected model folder, each in its own process, on the largest frozen "
+                       "benchmark (benchmarks/) that the structure store fully covers; write submissions/<name>/ "
+                       "(JARVIS-Leaderboard files), results/<name>/<benchmark>/ (val predictions, parity plot, run "
+                       "record run.json), save the fitted model under the cache dir, then rebuild leaderboard.csv and "
+                       "the README tables. A model that fails, crashes or is killed fails alone (exit 1, named).")
     r.add_argument("names", nargs="*", metavar="NAME", help="model folder names under models/")
     r.add_argument("--all", action="store_true", help="run every model folder (folders starting with _ are skipped)")
-    r.add_argument("--data-dir", help=f"jarvis-tools store dir holding the dataset zip (default: ${paths.DATA_DIR_ENV} or ../shared/data/jarvis or jarvis-tools' cache)")
+    _add_common(r, data=True, models=True, refs=True)
+    r.add_argument("--scratch", metavar="DIR", help="train on whatever split ids the store covers and write everything "
+                   "(a throw-away definition, submissions, records, leaderboard) under DIR instead of the repository")
     r.add_argument("--profile", choices=["auto", "cpu", "paper"], default="auto",
                    help="compute profile for models that have one (auto: paper with CUDA, else cpu)")
     r.add_argument("--seed", type=int, default=0, help="random seed passed to every model (default 0)")
     r.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="CPU workers for models that parallelise")
-    r.add_argument("--models-dir", help=f"folder holding the model folders (default: ${paths.MODELS_DIR_ENV} or models/)")
     r.add_argument("--limit", type=int, metavar="N",
-                   help=f"testing/debugging only: use the first N covered ids of each split (published order). "
-                   f"Refused unless ${paths.OUTPUT_DIR_ENV} points at a scratch folder; model caches go to "
-                   f"$KSPACING_CACHE_DIR/limit-N/, recorded as \"limit\" in results/coverage.json")
+                   help="testing/debugging only, with --scratch: the first N covered ids of each split")
     r.add_argument("--dask-scheduler", metavar="ADDRESS",
                    help="run the joblib-parallel work (structure featurization, forests) on this Dask cluster, "
-                   "e.g. tcp://10.0.0.5:8786, through joblib's dask backend (needs dask[distributed] here and on "
-                   "the workers; default: local processes)")
+                   "e.g. tcp://10.0.0.5:8786 (needs dask[distributed] here and on the workers; default: local)")
     r.set_defaults(func=cmd_run)
 
-    v = sub.add_parser("validate", help="check every model folder's metadata and module import, and every submission file",
+    rm = sub.add_parser("run-model", help=argparse.SUPPRESS)  # one model's process, started by `run`
+    rm.add_argument("name")
+    rm.add_argument("--benchmark", required=True)
+    rm.add_argument("--outcome", required=True, type=Path)
+    _add_common(rm, data=True, models=True)
+    rm.add_argument("--seed", type=int, default=0)
+    rm.add_argument("--n-jobs", type=int, default=1)
+    rm.add_argument("--profile", default="cpu")
+    rm.add_argument("--dask-scheduler")
+    rm.set_defaults(func=cmd_run_model)
+
+    v = sub.add_parser("validate", help="check model folders, submission files and run records",
                        description="Validate models/*/model.yaml against harness/schemas/model.schema.json, import each "
-                       "model.py, and check every submissions/*/ file (format, finite predictions, exactly the test ids "
-                       "of results/coverage.json).")
-    v.add_argument("--models-dir", help=f"folder holding the model folders (default: ${paths.MODELS_DIR_ENV} or models/)")
+                       "model.py, and check every submissions/*/ folder: it has a model folder, each file is named by "
+                       "a frozen benchmark's key and holds exactly its test ids with physical predictions (0 < L ≤ "
+                       "1000 Å), and its run record matches the file.")
+    _add_common(v, models=True)
     v.set_defaults(func=cmd_validate)
 
     nm = sub.add_parser("new-model", help="scaffold models/NAME/ from models/_template/",
                         description="Copy models/_template/ to models/NAME/ and set its name. NAME: lowercase letters, "
                         "digits and underscores, starting with a letter or digit; an existing folder is never touched.")
     nm.add_argument("name", metavar="NAME")
-    nm.add_argument("--models-dir", help=f"folder holding the model folders (default: ${paths.MODELS_DIR_ENV} or models/)")
+    _add_common(nm, models=True)
     nm.set_defaults(func=cmd_new_model)
 
-    lb = sub.add_parser("leaderboard", help="rebuild leaderboard.csv + README table from submission files",
-                        description="Recompute every metric from submissions/*/ and the published split's truth, add "
-                        "reference rows for published JARVIS-Leaderboard models on the same covered test ids.")
+    lb = sub.add_parser("leaderboard", help="rebuild leaderboard.csv + README tables from benchmarks/ and submission files",
+                        description="Recompute every metric from submissions/*/ against each frozen definition's truth "
+                        "(one table per benchmark), add the published JARVIS-Leaderboard rows on the same test ids, "
+                        "bootstrap intervals and the L90 columns. Imports no jarvis-tools or model code.")
     lb.add_argument("--check", action="store_true", help="do not write; exit 1 if the committed files differ from a rebuild")
-    lb.add_argument("--reference-dir", help=f"published contributions folder (default: ${paths.REFERENCE_DIR_ENV} or ../shared/data/jarvis_leaderboard/contributions)")
+    _add_common(lb, models=True, refs=True)
     lb.set_defaults(func=cmd_leaderboard)
+
+    b = sub.add_parser("benchmark", help="freeze, list or check the benchmark definitions in benchmarks/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="freeze [NAME...]: write benchmarks/NAME/ once (default both): the official split\n"
+                       "  from the jarvis-leaderboard package, and the ids of it the local store covers (pinned to\n"
+                       "  the store's sha256). An existing, different definition is never rewritten.\n"
+                       "list: the definitions and their hashes.\n"
+                       "check: which definitions the local store fully covers (those `run` can write).")
+    b.add_argument("action", choices=["freeze", "list", "check"])
+    b.add_argument("names", nargs="*", metavar="NAME")
+    b.add_argument("--no-store", action="store_true", help="freeze: do not read the store (official split only, no lattice)")
+    _add_common(b, data=True)
+    b.set_defaults(func=cmd_benchmark)
+
+    ex = sub.add_parser("export", help="write a JARVIS-Leaderboard contribution folder for one model",
+                        description="Write DIR/kspacingbench_NAME/ with the model's submission for the official "
+                        "benchmark, an upstream metadata.json and a run.sh that reproduces it from upstream's layout. "
+                        "Needs an author email in models/NAME/model.yaml and a run on the full official split.")
+    ex.add_argument("name", metavar="NAME")
+    ex.add_argument("dir", metavar="DIR")
+    ex.add_argument("--benchmark", default=None, help="definition to export (default: the official one)")
+    _add_common(ex, models=True)
+    ex.set_defaults(func=cmd_export)
 
     from harness.predict import add_parser as add_predict_parser  # light import; heavy ones are lazy
 

@@ -10,7 +10,6 @@ import json
 import pickle
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +19,6 @@ from jarvis.db import figshare
 from tqdm.auto import tqdm
 
 from harness import atomic
-from harness.benchmark import SPLITS, BenchmarkSpec, Split
 from harness.errors import HarnessError
 
 # Bump when the parsed-cache layout changes.
@@ -76,16 +74,16 @@ def parse_atoms(entries: list[dict], source: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, index=pd.Index(index, name="jid"))
 
 
-def load_materials(spec: BenchmarkSpec, store_dir: Path | None, cache_dir: Path) -> tuple[pd.DataFrame, dict]:
+def load_materials(dataset: str, store_dir: Path | None, cache_dir: Path) -> tuple[pd.DataFrame, dict]:
     """All structures of the store as a DataFrame (index jid; formula, atoms) and
-    provenance {dataset, file, sha256, n}. Parsed once per file content, then cached."""
+    provenance {dataset, file, sha256, n}: the sha256 is what frozen definitions pin. Parsed once per file content, then cached."""
     entries = None
-    if store_dir is not None and _store_file(spec.dataset, store_dir).is_file():
-        path = _store_file(spec.dataset, store_dir)
+    if store_dir is not None and _store_file(dataset, store_dir).is_file():
+        path = _store_file(dataset, store_dir)
     else:
-        entries, path = load_raw(spec.dataset, store_dir)
+        entries, path = load_raw(dataset, store_dir)
     sha = _sha256(path)
-    cache = Path(cache_dir) / "parsed" / f"{spec.dataset}-{sha[:16]}-v{PARSE_CACHE_VERSION}.pkl"
+    cache = Path(cache_dir) / "parsed" / f"{dataset}-{sha[:16]}-v{PARSE_CACHE_VERSION}.pkl"
     if cache.is_file():
         try:
             with open(cache, "rb") as f:
@@ -93,39 +91,13 @@ def load_materials(spec: BenchmarkSpec, store_dir: Path | None, cache_dir: Path)
         except Exception:  # a damaged cache is rebuilt, never trusted
             materials = None
         if isinstance(materials, pd.DataFrame):
-            return materials, {"dataset": spec.dataset, "file": path.name, "sha256": sha, "n": len(materials)}
+            return materials, {"dataset": dataset, "file": path.name, "sha256": sha, "n": len(materials)}
     if entries is None:
-        entries, path = load_raw(spec.dataset, store_dir)
+        entries, path = load_raw(dataset, store_dir)
     materials = parse_atoms(entries, path)
     if materials.index.has_duplicates:
         dup = materials.index[materials.index.duplicated()][0]
         raise HarnessError(f"{path}: duplicate jid {dup}")
     with atomic.atomic_path(cache) as tmp, open(tmp, "wb") as f:
         pickle.dump(materials, f, protocol=pickle.HIGHEST_PROTOCOL)
-    return materials, {"dataset": spec.dataset, "file": path.name, "sha256": sha, "n": len(materials)}
-
-
-@dataclass(frozen=True)
-class Coverage:
-    """Which split ids have a structure: the numbers every run prints and records."""
-
-    covered: dict[str, list[str]]  # split -> covered ids (overlap ids removed from train/val)
-    totals: dict[str, int]  # split -> published size
-    overlaps: dict[str, tuple[str, ...]]
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        return {s: {"covered": len(self.covered[s]), "total": self.totals[s]} for s in SPLITS}
-
-    def summary(self) -> str:
-        parts = [f"{s} {len(self.covered[s]):,} / {self.totals[s]:,}" for s in SPLITS]
-        text = "covered ids (with a structure / in the published split): " + ", ".join(parts)
-        if self.overlaps:
-            lst = "; ".join(f"{j} in {'+'.join(s)}" for j, s in self.overlaps.items())
-            text += f"\nsplit anomaly: {len(self.overlaps)} id(s) in several splits ({lst}); kept in the last split only"
-        return text
-
-
-def coverage(split: Split, materials: pd.DataFrame) -> Coverage:
-    have = set(materials.index)
-    covered = {s: [i for i in split.ids(s) if i in have] for s in SPLITS}
-    return Coverage(covered=covered, totals={s: len(split.targets[s]) for s in SPLITS}, overlaps=split.overlaps)
+    return materials, {"dataset": dataset, "file": path.name, "sha256": sha, "n": len(materials)}

@@ -1,17 +1,19 @@
-"""Metrics, always recomputed from predictions and the split's ground truth."""
+"""Metrics, always recomputed from predictions and the benchmark's ground truth.
+Plain numpy (the same formulas as scikit-learn's): the leaderboard job imports no model stack."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 
 def regression_metrics(y_true, y_pred) -> dict[str, float]:
-    y_true = np.asarray(y_true, dtype=float)
-    y_pred = np.asarray(y_pred, dtype=float)
+    y = np.asarray(y_true, dtype=float).ravel()
+    p = np.asarray(y_pred, dtype=float).ravel()
+    err = y - p
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
     return {
-        "mae": float(skm.mean_absolute_error(y_true, y_pred)),
-        "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
-        "r2": float(skm.r2_score(y_true, y_pred)),
-        "max_error": float(skm.max_error(y_true, y_pred)),
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err ** 2))),
+        "r2": float(1.0 - np.sum(err ** 2) / ss_tot) if ss_tot > 0 else float("nan"),
+        "max_error": float(np.max(np.abs(err))),
     }

@@ -49,7 +49,6 @@ MODELS_DIR_ENV = "KSPACING_MODELS_DIR"
 # Read once at import: set it before starting the process.
 OUTPUT_DIR_ENV = "KSPACING_OUTPUT_DIR"
 
-BENCHMARKS_DIR = REPO_ROOT / "benchmarks"
 MODELS_DIR = Path(os.environ[MODELS_DIR_ENV]) if os.environ.get(MODELS_DIR_ENV) else REPO_ROOT / "models"
 OUTPUT_DIR = Path(os.environ[OUTPUT_DIR_ENV]) if os.environ.get(OUTPUT_DIR_ENV) else REPO_ROOT
 SUBMISSIONS_DIR = OUTPUT_DIR / "submissions"
@@ -61,3 +60,30 @@ README = OUTPUT_DIR / "README.md"
 def output_is_repo() -> bool:
     """True when runs write into the repository's committed submissions/results."""
     return OUTPUT_DIR.resolve() == REPO_ROOT
+
+
+# Read at call time (a scratch run sets $KSPACING_OUTPUT_DIR for itself and its model
+# processes); the constants above are the import-time values for older callers.
+def output_dir() -> Path:
+    return Path(os.environ[OUTPUT_DIR_ENV]) if os.environ.get(OUTPUT_DIR_ENV) else REPO_ROOT
+
+
+def benchmarks_dir() -> Path:
+    """Frozen definitions: benchmarks/ of the output root (a scratch root has its own)."""
+    return output_dir() / "benchmarks"
+
+
+def submissions_dir() -> Path:
+    return output_dir() / "submissions"
+
+
+def results_dir() -> Path:
+    return output_dir() / "results"
+
+
+def models_dir() -> Path:
+    return Path(os.environ[MODELS_DIR_ENV]) if os.environ.get(MODELS_DIR_ENV) else REPO_ROOT / "models"
+
+
+def is_repo_output() -> bool:
+    return output_dir().resolve() == REPO_ROOT

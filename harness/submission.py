@@ -19,6 +19,18 @@ COLUMNS = ["id", "target", "prediction"]
 MAX_UNCOMPRESSED_BYTES = 20 * 1024 * 1024
 MAX_ID_CHARS = 64  # JARVIS ids look like JVASP-1002
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamp: same content -> same bytes
+# A k-point length must be positive; JARVIS' converged lengths are 10-190 Å and its
+# convergence loop stops far below 1,000 Å (L = 1,000 Å on a 2 Å cell is a 500³ mesh).
+# Anything outside (0, MAX_LENGTH] is a bug, and would print nonsense in README.md.
+MAX_LENGTH = 1000.0
+
+
+def physical_problem(ids, predictions, where: str) -> str | None:
+    """``where: ...`` naming the first prediction outside (0, MAX_LENGTH] Å, or None."""
+    for i, p in zip(ids, predictions):
+        if not (0.0 < p <= MAX_LENGTH):
+            return f"{where}: id {i}: prediction {p:g} Å is outside the physical range (0, {MAX_LENGTH:g}] Å"
+    return None
 
 
 def format_float(x: float) -> str:
@@ -159,12 +171,33 @@ def parse_csv(raw: bytes, where: str, reference: bool = False) -> SubmissionRows
     return SubmissionRows(ids, targets, preds)
 
 
-def validate_file(path: Path, expected_ids: list[str]) -> SubmissionRows:
-    """A submission of ours: parseable and holding exactly ``expected_ids`` (each once)."""
-    from harness.task import check_ids  # lazy: harness.task pulls in the data layer
+def _ids_problem(expected: list[str], got: list[str], where: str) -> str | None:
+    exp, seen = set(expected), set()
+    dups = sorted({i for i in got if i in seen or seen.add(i)})
+    missing = sorted(exp - set(got))
+    extra = sorted(set(got) - exp)
+    parts = []
+    for label, ids in (("missing", missing), ("extra", extra), ("duplicate", dups)):
+        if ids:
+            shown = ", ".join(ids[:5]) + (f" (+{len(ids) - 5} more)" if len(ids) > 5 else "")
+            parts.append(f"{len(ids)} {label} id(s): {shown}")
+    return f"{where}: " + "; ".join(parts) if parts else None
 
+
+def check_ids(expected: list[str], got: list[str], where: str) -> None:
+    problem = _ids_problem(expected, got, where)
+    if problem:
+        raise HarnessError(problem)
+
+
+def validate_file(path: Path, expected_ids: list[str]) -> SubmissionRows:
+    """A submission of ours: parseable, holding exactly ``expected_ids`` (each once), every
+    prediction physical."""
     rows = read_csv_zip(path)
     check_ids(expected_ids, rows.ids, str(path))
+    problem = physical_problem(rows.ids, rows.predictions, str(path))
+    if problem:
+        raise HarnessError(problem)
     return rows
 
 

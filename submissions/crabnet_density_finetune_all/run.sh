@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce this submission from the repository root.
+# Reproduce this folder's submission files (needs the kspacing-bench checkout this folder sits in; see CONTRIBUTING.md).
 set -euo pipefail
+cd "$(dirname "$0")/../.."
 python -m harness run crabnet_density_finetune_all
