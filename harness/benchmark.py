@@ -218,6 +218,18 @@ def names(root: Path) -> list[str]:
     return sorted(p.name for p in Path(root).glob("*") if (p / SPEC_FILE).is_file())
 
 
+def names_by_size(root: Path) -> list[str]:
+    """Definition names, largest test set first, reading only benchmark.yaml (cheap)."""
+    sizes = {}
+    for n in names(root):
+        try:
+            spec = yaml.safe_load((Path(root) / n / SPEC_FILE).read_text(encoding="utf-8"))
+            sizes[n] = int(spec["sizes"]["test"])
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+            sizes[n] = 0
+    return sorted(sizes, key=lambda n: (-sizes[n], n))
+
+
 def load_all(root: Path) -> list[Benchmark]:
     """Every definition under ``root``, largest test set first (the order ``run`` tries them)."""
     out = [load(n, root) for n in names(root)]

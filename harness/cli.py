@@ -177,8 +177,14 @@ def cmd_run_model(args) -> int:
     except HarnessError as err:
         return report(Outcome(args.name, False, str(err)))
     cache = paths.cache_dir()
-    # A scratch run keeps its model caches and artifacts apart from the benchmark runs'.
-    run_cache = cache if bench.frozen else cache / "scratch" / bench.definition_sha256[:16]
+    # Scratch output (a slice, `reproduce`) keeps its model caches and artifacts apart from
+    # the repository's runs: predict must never pick up a scratch fit.
+    run_cache = cache
+    if not (bench.frozen and paths.is_repo_output()):
+        import hashlib
+
+        tag = hashlib.sha256(f"{paths.output_dir().resolve()}|{bench.definition_sha256}".encode()).hexdigest()[:16]
+        run_cache = cache / "scratch" / tag
     ctx = ModelContext(cache_dir=run_cache / "models" / folder.name, profile=args.profile, seed=args.seed,
                        n_jobs=args.n_jobs, shared_cache_dir=cache)
     with joblib_backend(args.dask_scheduler):
@@ -305,6 +311,25 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from harness.reproduce import reproduce
+
+    child_args = {"data_dir": _data_dir(args), "models_dir": _models_dir(args), "seed": args.seed,
+                  "n_jobs": args.n_jobs, "profile": _profile(args.profile)}
+    results = []
+    for name in args.names:
+        print(f"== reproduce {name}", flush=True)
+        c = reproduce(name, child_args, Path(args.keep) / name if args.keep else None)
+        print(c.line(), flush=True)
+        results.append(c)
+    print("\n| model | benchmark | result | changed test predictions | MAE committed | MAE now |")
+    print("|---|---|---|---:|---:|---:|")
+    for c in results:
+        what = "failed" if c.message else ("byte-identical" if c.identical and c.val_identical else "differs")
+        print(f"| {c.model} | {c.benchmark} | {what} | {c.n_changed:,} / {c.n:,} | {c.mae_committed:.4f} | {c.mae_new:.4f} |")
+    return 0 if all(c.identical and c.val_identical and not c.message for c in results) else 1
+
+
 def cmd_export(args) -> int:
     from harness.export import export
 
@@ -351,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "e.g. tcp://10.0.0.5:8786 (needs dask[distributed] here and on the workers; default: local)")
     r.set_defaults(func=cmd_run)
 
-    rm = sub.add_parser("run-model", help=argparse.SUPPRESS)  # one model's process, started by `run`
+    rm = sub.add_parser("run-model")  # one model's process, started by `run`; hidden from --help below
     rm.add_argument("name")
     rm.add_argument("--benchmark", required=True)
     rm.add_argument("--outcome", required=True, type=Path)
@@ -398,6 +423,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(b, data=True)
     b.set_defaults(func=cmd_benchmark)
 
+    rp = sub.add_parser("reproduce", help="retrain models in a scratch folder and compare with the committed submissions",
+                        description="Retrain each NAME in its own process into a temporary output root, on the "
+                        "benchmark of its committed run record, and compare the new test and val prediction files "
+                        "with the committed ones. Prints byte-identical, or the number of changed predictions and "
+                        "the MAE difference (exit 1). The committed files and fitted artifacts are never touched.")
+    rp.add_argument("names", nargs="+", metavar="NAME")
+    _add_common(rp, data=True, models=True)
+    rp.add_argument("--seed", type=int, default=0, help="random seed (default 0, as the committed runs)")
+    rp.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="CPU workers for models that parallelise")
+    rp.add_argument("--profile", choices=["auto", "cpu", "paper"], default="auto", help="compute profile (as `run`)")
+    rp.add_argument("--keep", metavar="DIR", help="write the scratch output under DIR/NAME/ and keep it")
+    rp.set_defaults(func=cmd_reproduce)
+
     ex = sub.add_parser("export", help="write a JARVIS-Leaderboard contribution folder for one model",
                         description="Write DIR/kspacingbench_NAME/ with the model's submission for the official "
                         "benchmark, an upstream metadata.json and a run.sh that reproduces it from upstream's layout. "
@@ -411,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.predict import add_parser as add_predict_parser  # light import; heavy ones are lazy
 
     add_predict_parser(sub)
+    sub._choices_actions = [a for a in sub._choices_actions if a.dest != "run-model"]
     return p
 
 

@@ -1,23 +1,34 @@
 """A fitted model as ``predict`` uses it: the estimator saved by ``harness run`` plus its
-conformal calibration (val predictions against the benchmark's val truth).
+conformal calibration, both checked against the committed run record.
 
-One entry point, ``load_fitted(name)``; predict never opens artifacts or val files itself.
-(Interim version: the run-record checks of the benchmark-definition issue land here.)"""
+The artifact is accepted only when (1) its bytes match the record saved beside it, and
+(2) that record's test and val prediction hashes equal the committed
+``results/<model>/<benchmark>/run.json``'s: the estimator is the one whose predictions
+are on the leaderboard, and the L90 offset comes from those same val predictions.
+"""
 
 from __future__ import annotations
 
+import csv
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from harness import benchmark as bm
+from harness import paths, record
 from harness.errors import HarnessError
+
+# The model used when leaderboard.csv names none of ours with a saved artifact.
+DEFAULT_MODEL = "rf_composition"
 
 
 @dataclass
 class Fitted:
     name: str
     estimator: object
+    benchmark: str = ""
     y_val: np.ndarray | None = None  # calibration truth (None: no calibration available)
     p_val: np.ndarray | None = None  # the model's val predictions
     record: dict = field(default_factory=dict)
@@ -40,23 +51,96 @@ class Fitted:
         return conformal.conformal_offset(self.y_val, self.p_val, alpha)
 
 
-def load_fitted(name: str, cache_dir: Path | None = None, models_dir: Path | None = None,
-                results_dir: Path | None = None) -> Fitted:
-    from harness import predict
+def trained_benchmark(name: str, results_dir: Path | None = None, benchmarks_dir: Path | None = None) -> str | None:
+    """The largest benchmark with a committed run record for ``name`` (None: never run)."""
+    results_dir = Path(results_dir or paths.results_dir())
+    for b in bm.names_by_size(benchmarks_dir or paths.benchmarks_dir()):
+        if (record.results_folder(results_dir, name, b) / record.RECORD_FILE).is_file():
+            return b
+    return None
 
-    est = predict.load_model(name, cache_dir, models_dir)
-    fitted = Fitted(name, est)
+
+def artifact_path(name: str, benchmark: str, cache_dir: Path | None = None) -> Path:
+    return record.artifact_dir(cache_dir or paths.cache_dir(), name, benchmark) / record.ARTIFACT_FILE
+
+
+def has_artifact(name: str, cache_dir: Path | None = None, results_dir: Path | None = None) -> bool:
+    b = trained_benchmark(name, results_dir)
+    return b is not None and artifact_path(name, b, cache_dir).is_file()
+
+
+def default_model(leaderboard_csv: Path | None = None, cache_dir: Path | None = None,
+                  models_dir: Path | None = None, results_dir: Path | None = None) -> str:
+    """The best-ranked of our rows in leaderboard.csv that has a saved artifact; else
+    DEFAULT_MODEL when it has one; else a HarnessError naming the command to run."""
+    leaderboard_csv = Path(leaderboard_csv or paths.output_dir() / "leaderboard.csv")
+    models_dir = Path(models_dir or paths.models_dir())
+    ours = []
     try:
-        from harness import submission
-        from harness.benchmark import load_spec, load_split
-        from harness import paths
+        with open(leaderboard_csv, newline="", encoding="utf-8") as f:
+            ours = [r["model"] for r in csv.DictReader(f)
+                    if r.get("kind") != "reference" and (models_dir / r.get("model", "")).is_dir()]
+    except (OSError, KeyError, csv.Error):
+        pass
+    for name in dict.fromkeys(ours + [DEFAULT_MODEL]):
+        if has_artifact(name, cache_dir, results_dir):
+            return name
+    best = ours[0] if ours else DEFAULT_MODEL
+    raise HarnessError(f"no trained model under {Path(cache_dir or paths.cache_dir()) / 'artifacts'}: run "
+                       f"`python -m harness run {best}` (or pass --model NAME of a trained one)")
 
-        path = Path(results_dir or paths.RESULTS_DIR) / name / "val_predictions.csv.zip"
-        if not path.is_file():
-            raise HarnessError(f"{path}: missing, so no L90; run `python -m harness run {name}`")
-        rows = submission.read_csv_zip(path)
-        truth = load_split(load_spec()).targets["val"]
-        fitted.y_val = np.array([truth[i] for i in rows.ids])
+
+def _load_estimator(name: str, path: Path, models_dir: Path):
+    import joblib
+
+    from harness import registry
+
+    folder = Path(models_dir) / name
+    if not folder.is_dir():
+        raise HarnessError(f"no model folder {folder}")
+    registry.read_folder(folder).load_module()  # its classes must be importable to unpickle
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. scikit-learn version notes; a real mismatch fails below
+            return joblib.load(path)
+    except Exception as err:
+        raise HarnessError(f"{path}: cannot load the fitted model ({type(err).__name__}: "
+                           f"{' '.join(str(err).split())[:200]}); rerun `python -m harness run {name}`") from None
+
+
+def load_fitted(name: str, cache_dir: Path | None = None, models_dir: Path | None = None,
+                results_dir: Path | None = None, benchmarks_dir: Path | None = None) -> Fitted:
+    """The checked estimator and calibration of ``name``; HarnessError (one line) when the
+    artifact is missing or does not belong to the committed run record."""
+    from harness import submission
+
+    results_dir = Path(results_dir or paths.results_dir())
+    benchmarks_dir = Path(benchmarks_dir or paths.benchmarks_dir())
+    models_dir = Path(models_dir or paths.models_dir())
+    bench = trained_benchmark(name, results_dir, benchmarks_dir)
+    if bench is None:
+        raise HarnessError(f"{results_dir / name}: no run record; run `python -m harness run {name}`")
+    folder = record.results_folder(results_dir, name, bench)
+    rec = record.read(folder / record.RECORD_FILE)
+    art = artifact_path(name, bench, cache_dir)
+    if not art.is_file():
+        raise HarnessError(f"no trained model {name} in {art}: run `python -m harness run {name}`")
+    side = record.read(art.parent / record.SIDECAR_FILE)
+    if record.sha256_file(art) != side["sha256"].get("artifact"):
+        raise HarnessError(f"{art}: does not match its record {art.parent / record.SIDECAR_FILE} (replaced or damaged); "
+                           f"rerun `python -m harness run {name}`")
+    if not record.same_predictions(side, rec):
+        raise HarnessError(f"{art}: fitted in another run than {folder / record.RECORD_FILE} (its predictions differ "
+                           f"from the committed ones); rerun `python -m harness run {name}`")
+    fitted = Fitted(name, _load_estimator(name, art, models_dir), benchmark=bench, record=rec)
+    try:
+        val = folder / record.VAL_FILE
+        if not val.is_file() or record.sha256_file(val) != rec["sha256"]["val_predictions"]:
+            raise HarnessError(f"{val}: missing or not the file recorded in {folder / record.RECORD_FILE}, so no L90")
+        definition = bm.load(bench, benchmarks_dir)
+        rows = submission.read_csv_zip(val)
+        submission.check_ids(definition.ids["val"], rows.ids, str(val))
+        fitted.y_val = definition.y("val", rows.ids)
         fitted.p_val = np.asarray(rows.predictions, dtype=float)
     except HarnessError as err:
         fitted.problem = str(err)

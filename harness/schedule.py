@@ -30,12 +30,13 @@ def child_command(name: str, benchmark: str, args: dict, outcome: Path) -> list[
     return cmd
 
 
-def run_in_process(name: str, benchmark: str, args: dict) -> Outcome:
-    """Run one model in a child process; whatever happens to it, return its Outcome."""
+def run_in_process(name: str, benchmark: str, args: dict, env: dict | None = None) -> Outcome:
+    """Run one model in a child process (``env``: extra environment, e.g. a scratch
+    output root); whatever happens to it, return its Outcome."""
     with tempfile.TemporaryDirectory(prefix="kspacing-run-") as tmp:
         outcome = Path(tmp) / "outcome.json"
         # The child inherits stdout/stderr: its progress bars show as they happen.
-        proc = subprocess.run(child_command(name, benchmark, args, outcome), env=os.environ.copy())
+        proc = subprocess.run(child_command(name, benchmark, args, outcome), env={**os.environ, **(env or {})})
         if outcome.is_file():
             try:
                 return Outcome(**json.loads(outcome.read_text()))
