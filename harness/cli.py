@@ -105,13 +105,15 @@ def _choose_benchmark(args, materials, prov):
 def cmd_run(args) -> int:
     from harness.cluster import joblib_backend
 
+    from harness import benchmark as bm
+
     if args.scratch:
         scratch = Path(args.scratch).resolve()
-        if scratch == paths.REPO_ROOT or paths.REPO_ROOT in scratch.parents and scratch.name in ("submissions", "results"):
-            raise HarnessError(f"--scratch {args.scratch}: must be a folder outside the committed output")
+        if scratch == paths.REPO_ROOT or paths.REPO_ROOT in scratch.parents:
+            raise HarnessError(f"--scratch {args.scratch}: must be a folder outside the repository")
         os.environ[paths.OUTPUT_DIR_ENV] = str(scratch)  # for this process and the model processes
-    elif not paths.is_repo_output():
-        args.scratch = str(paths.output_dir())  # $KSPACING_OUTPUT_DIR set: a scratch root already
+    elif not paths.is_repo_output() and (args.limit is not None or not bm.names(paths.benchmarks_dir())):
+        args.scratch = str(paths.output_dir())  # $KSPACING_OUTPUT_DIR without definitions: a scratch root
     if args.limit is not None and (args.limit < 1 or not args.scratch):
         print(f"error: --limit {args.limit}: a slice is not the benchmark; it needs N >= 1 and --scratch DIR",
               file=sys.stderr)
@@ -177,14 +179,7 @@ def cmd_run_model(args) -> int:
     except HarnessError as err:
         return report(Outcome(args.name, False, str(err)))
     cache = paths.cache_dir()
-    # Scratch output (a slice, `reproduce`) keeps its model caches and artifacts apart from
-    # the repository's runs: predict must never pick up a scratch fit.
-    run_cache = cache
-    if not (bench.frozen and paths.is_repo_output()):
-        import hashlib
-
-        tag = hashlib.sha256(f"{paths.output_dir().resolve()}|{bench.definition_sha256}".encode()).hexdigest()[:16]
-        run_cache = cache / "scratch" / tag
+    run_cache = paths.run_cache_dir()  # scratch roots keep their fits apart from the repository's
     ctx = ModelContext(cache_dir=run_cache / "models" / folder.name, profile=args.profile, seed=args.seed,
                        n_jobs=args.n_jobs, shared_cache_dir=cache)
     with joblib_backend(args.dask_scheduler):

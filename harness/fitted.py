@@ -61,7 +61,7 @@ def trained_benchmark(name: str, results_dir: Path | None = None, benchmarks_dir
 
 
 def artifact_path(name: str, benchmark: str, cache_dir: Path | None = None) -> Path:
-    return record.artifact_dir(cache_dir or paths.cache_dir(), name, benchmark) / record.ARTIFACT_FILE
+    return record.artifact_dir(cache_dir or paths.run_cache_dir(), name, benchmark) / record.ARTIFACT_FILE
 
 
 def has_artifact(name: str, cache_dir: Path | None = None, results_dir: Path | None = None) -> bool:

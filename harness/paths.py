@@ -87,3 +87,14 @@ def models_dir() -> Path:
 
 def is_repo_output() -> bool:
     return output_dir().resolve() == REPO_ROOT
+
+
+def run_cache_dir() -> Path:
+    """Where runs into the current output root keep model caches and fitted artifacts:
+    the cache itself for the repository, a folder of its own for any other root (a
+    scratch run, `reproduce`), so predict never picks up a fit that is not the committed one."""
+    if is_repo_output():
+        return cache_dir()
+    import hashlib
+
+    return cache_dir() / "scratch" / hashlib.sha256(str(output_dir().resolve()).encode()).hexdigest()[:16]
