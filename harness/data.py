@@ -4,7 +4,6 @@ into jarvis ``Atoms``, joined to the split, and cached so a second run does not 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import pickle
@@ -19,6 +18,7 @@ from jarvis.db import figshare
 from tqdm.auto import tqdm
 
 from harness import atomic
+from harness.record import sha256_file
 from harness.errors import HarnessError
 
 # Bump when the parsed-cache layout changes.
@@ -28,14 +28,6 @@ PARSE_CACHE_VERSION = 1
 def _store_file(dataset: str, store_dir: Path) -> Path:
     js_tag = figshare.get_db_info()[dataset][1]
     return Path(store_dir) / f"{js_tag}.zip"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_raw(dataset: str, store_dir: Path | None) -> tuple[list[dict], Path]:
@@ -82,7 +74,7 @@ def load_materials(dataset: str, store_dir: Path | None, cache_dir: Path) -> tup
         path = _store_file(dataset, store_dir)
     else:
         entries, path = load_raw(dataset, store_dir)
-    sha = _sha256(path)
+    sha = sha256_file(path)
     cache = Path(cache_dir) / "parsed" / f"{dataset}-{sha[:16]}-v{PARSE_CACHE_VERSION}.pkl"
     if cache.is_file():
         try:

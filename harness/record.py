@@ -60,15 +60,10 @@ def artifact_dir(cache_dir: Path, model: str, benchmark: str) -> Path:
 
 
 def read(path: Path) -> dict:
+    from harness.submission import read_metadata
+
+    rec = read_metadata(path)
     path = Path(path)
-    try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: missing (run `python -m harness run MODEL` to write it)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise HarnessError(f"{path}: not valid JSON ({type(err).__name__})") from None
-    if not isinstance(rec, dict):
-        raise HarnessError(f"{path}: must be a JSON object")
     for field in ("model", "benchmark", "sha256", "calibration"):
         if field not in rec:
             raise HarnessError(f"{path}: {field}: missing")

@@ -202,7 +202,7 @@ def validate_file(path: Path, expected_ids: list[str]) -> SubmissionRows:
 
 
 def read_metadata(path: Path) -> dict:
-    """A submission's metadata.json: must exist and be a JSON object."""
+    """A JSON object file (metadata.json, run.json): one-line error when missing or malformed."""
     path = Path(path)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
