@@ -1,6 +1,7 @@
 """Helpers for tests that run the harness end to end on a small slice of the real data
-(``harness run --limit N``) with models, outputs and caches in scratch folders: the
-repository's submissions/, results/, leaderboard.csv and README.md are never written."""
+(``harness run --scratch DIR --limit N``, or $KSPACING_OUTPUT_DIR pointing outside the
+repository) with models, outputs and caches in scratch folders: the repository's
+benchmarks/, submissions/, results/, leaderboard.csv and README.md are never written."""
 
 from __future__ import annotations
 
@@ -12,10 +13,16 @@ from pathlib import Path
 
 import yaml
 
+from harness import benchmark as bm
 from harness import paths
+from harness.freeze import KEY_TEMPLATE
 
 REPO_ROOT = paths.REPO_ROOT
-SUBMISSION = "AI-SinglePropertyPrediction-kpoint_length_unit-dft_3d-test-mae.csv.zip"
+# Submission file names (<benchmark key>.csv.zip): a scratch run's throw-away definition,
+# the committed offline subset, the official benchmark.
+SUBMISSION = KEY_TEMPLATE.format(dataset=bm.SCRATCH.removesuffix("_kpoint_length_unit")) + ".csv.zip"
+SUBSET_SUBMISSION = KEY_TEMPLATE.format(dataset="dft_3d_on_subset") + ".csv.zip"
+OFFICIAL_SUBMISSION = KEY_TEMPLATE.format(dataset="dft_3d") + ".csv.zip"
 
 BASE_META = {
     "kind": "model",
@@ -58,7 +65,7 @@ def copy_repo_model(models_dir: Path, name: str) -> Path:
     d = Path(models_dir) / name
     d.mkdir(parents=True, exist_ok=True)
     for f in ("model.yaml", "model.py"):
-        (d / f).write_text((paths.MODELS_DIR / name / f).read_text())
+        (d / f).write_text((REPO_ROOT / "models" / name / f).read_text())
     return d
 
 
@@ -92,13 +99,18 @@ def run_cli(args: list[str], env: dict, timeout: float = 300) -> subprocess.Comp
 
 
 def redirect_outputs(monkeypatch, out: Path) -> None:
-    """In-process equivalent of $KSPACING_OUTPUT_DIR (the cli reads these at call time)."""
-    out = Path(out)
-    monkeypatch.setattr(paths, "OUTPUT_DIR", out)
-    monkeypatch.setattr(paths, "SUBMISSIONS_DIR", out / "submissions")
-    monkeypatch.setattr(paths, "RESULTS_DIR", out / "results")
-    monkeypatch.setattr(paths, "LEADERBOARD_CSV", out / "leaderboard.csv")
-    monkeypatch.setattr(paths, "README", out / "README.md")
+    """$KSPACING_OUTPUT_DIR for this test (the harness reads it at call time). Also
+    restores the variable afterwards when `run --scratch` sets it in this process."""
+    monkeypatch.setenv(paths.OUTPUT_DIR_ENV, str(out))
+
+
+def copy_benchmark(out: Path, name: str = bm.SUBSET) -> Path:
+    """A copy of the committed definition ``name`` under ``out/benchmarks/``."""
+    import shutil
+
+    dest = Path(out) / "benchmarks" / name
+    shutil.copytree(REPO_ROOT / "benchmarks" / name, dest)
+    return dest
 
 
 def tree_bytes(root: Path, skip=lambda rel: False) -> dict[str, bytes]:

@@ -1,22 +1,23 @@
 """Every kind of bad submission file gets a one-line error naming the file and the fault.
 
 Data-free (synthetic ids; the split ships with jarvis-leaderboard), so it also runs on
-the public CI runner. The CLI checks at the end show that a bad file makes `validate` and
+the public CI runner. The CLI checks at the end show that a bad file (or one that is not
+what its run record says, or sits in no model's folder) makes `validate` and
 `leaderboard` exit non-zero without writing anything."""
 
 from __future__ import annotations
 
 import io
-import json
 import re
 import struct
 import zipfile
 
 import pytest
 
-from harness import cli, submission
+from harness import benchmark as bm
+from harness import cli, freeze, record, submission
 from harness.errors import HarnessError
-from helpers_slice import SUBMISSION, redirect_outputs
+from helpers_slice import PER_ATOM_COUNT, SUBMISSION, redirect_outputs, write_model
 
 MEMBER = SUBMISSION.removesuffix(".zip")
 IDS = [f"JVASP-{i}" for i in range(1, 21)]
@@ -176,25 +177,42 @@ def test_many_wrong_ids_are_summarised_on_one_line(tmp_path):
 # --- the CLI: a bad file fails `validate` and `leaderboard`, and nothing is written ----------
 
 
+def put(out, name: str, ids, truth, preds) -> None:
+    """A submission of ``name`` on the scratch definition, with its val file and run record."""
+    b = bm.load(bm.SCRATCH, out / "benchmarks")
+    test_file = out / "submissions" / name / SUBMISSION
+    res = record.results_folder(out / "results", name, b.name)
+    submission.write_csv_zip(test_file, ids, truth, preds)
+    submission.write_csv_zip(res / record.VAL_FILE, b.ids["val"], b.y("val"), b.y("val"))
+    record.write(res / record.RECORD_FILE, {
+        "record_version": record.RECORD_VERSION, "model": name, "counts": b.counts(), "calibration": {},
+        "benchmark": {"name": b.name, "key": b.key, "definition_sha256": b.definition_sha256},
+        "sha256": {"test_predictions": record.sha256_file(test_file),
+                   "val_predictions": record.sha256_file(res / record.VAL_FILE), "artifact": None}})
+
+
 @pytest.fixture()
 def scratch_outputs(tmp_path, monkeypatch):
-    """A scratch output dir holding one valid and one bad submission on 20 real test ids."""
-    from harness.benchmark import load_spec, load_split
+    """A scratch output root: a 20-id definition of real split ids (no lattice), model
+    folders good_model and bad_model, each with a submission; bad_model's file has one
+    wrong id."""
+    from harness.split import load_split
 
-    spec = load_spec()
-    split = load_split(spec)
-    ids = list(split.targets["test"])[:20]
+    split = load_split()
+    small = {s: split.ids(s)[:20] for s in bm.SPLITS}
+    ids = small["test"]
     truth = [split.targets["test"][i] for i in ids]
     out = tmp_path / "out"
     redirect_outputs(monkeypatch, out)
-    counts = {s: {"covered": 20, "total": len(split.targets[s])} for s in ("train", "val", "test")}
-    (out / "results").mkdir(parents=True)
-    (out / "results" / "coverage.json").write_text(json.dumps({"counts": counts, "test_ids": ids}))
+    spec = {**freeze.base_spec(split), "frozen": False, "key": SUBMISSION.removesuffix(".csv.zip"), "store": None,
+            "description": "20 ids per split, for a test."}
+    bm.write(out / "benchmarks", bm.SCRATCH, bm.definition_files(bm.SCRATCH, spec, small, split.targets, None))
+    models = tmp_path / "models"
+    monkeypatch.setenv("KSPACING_MODELS_DIR", str(models))
     for name in ("good_model", "bad_model"):
-        d = out / "submissions" / name
-        d.mkdir(parents=True)
-        submission.write_csv_zip(d / SUBMISSION, ids, truth, [t + 1 for t in truth])
-        submission.write_json(d / "metadata.json", {"model_name": name, "kind": "model"})
+        write_model(models, name, PER_ATOM_COUNT)
+        put(out, name, ids, truth, [t + 1 for t in truth])
+        submission.write_json(out / "submissions" / name / "metadata.json", {"model_name": name, "kind": "model"})
     bad = out / "submissions" / "bad_model" / SUBMISSION
     good = bad.read_bytes()
     text = zipfile.ZipFile(io.BytesIO(good)).read(MEMBER).decode().replace(f"{ids[3]},", "JVASP-0,", 1)
@@ -208,22 +226,55 @@ def _run(argv, capsys):
     return rc, cap.out, cap.err
 
 
-def test_cli_validate_names_the_bad_submission(scratch_outputs, capsys, tmp_path):
+def test_cli_validate_names_the_bad_submission(scratch_outputs, capsys):
     out, bad, ids = scratch_outputs
-    rc, _, err = _run(["validate", "--models-dir", str(tmp_path / "no-models")], capsys)
+    rc, _, err = _run(["validate"], capsys)
     assert rc == 1
     assert err.strip() == f"{bad}: 1 missing id(s): {ids[3]}; 1 extra id(s): JVASP-0"
 
 
-def test_cli_validate_rejects_bad_metadata_json(scratch_outputs, capsys, tmp_path):
+def test_cli_validate_rejects_bad_metadata_json(scratch_outputs, capsys):
     out, bad, ids = scratch_outputs
-    (out / "submissions" / "bad_model" / SUBMISSION).unlink()
-    submission.write_csv_zip(out / "submissions" / "bad_model" / SUBMISSION, ids, [1.0] * 20, [1.0] * 20)
+    put(out, "bad_model", ids, [1.0] * 20, [1.0] * 20)
     meta = out / "submissions" / "good_model" / "metadata.json"
     meta.write_text("{not json")
-    rc, _, err = _run(["validate", "--models-dir", str(tmp_path / "no-models")], capsys)
+    rc, _, err = _run(["validate"], capsys)
     assert rc == 1
     assert re.fullmatch(rf"{re.escape(str(meta))}: not valid JSON \(JSONDecodeError: .*\)", err.strip())
+
+
+def _unphysical(out, ids):
+    rows = submission.read_csv_zip(out / "submissions" / "good_model" / SUBMISSION)
+    put(out, "bad_model", ids, rows.targets, [0.0] + rows.predictions[1:])
+    return rf"bad_model/{re.escape(SUBMISSION)}: id {ids[0]}: prediction 0 Å is outside the physical range \(0, 1000\] Å$"
+
+
+def _off_record(out, ids):
+    put(out, "bad_model", ids, [1.0] * 20, [1.0] * 20)
+    submission.write_csv_zip(out / "submissions" / "bad_model" / SUBMISSION, ids, [1.0] * 20, [2.0] * 20)
+    return rf"bad_model/{re.escape(SUBMISSION)}: does not match sha256\.test_predictions in .*/run\.json"
+
+
+def _unknown_name(out, ids):
+    put(out, "bad_model", ids, [1.0] * 20, [1.0] * 20)
+    (out / "submissions" / "bad_model" / "AI-something-else.csv.zip").write_bytes(b"x")
+    return r"bad_model/AI-something-else\.csv\.zip: not named by a frozen benchmark key \(known: "
+
+
+def _orphan(out, ids):
+    put(out, "bad_model", ids, [1.0] * 20, [1.0] * 20)
+    put(out, "stray_model", ids, [1.0] * 20, [1.0] * 20)
+    return r"submissions/stray_model: no model folder models/stray_model/ \(a submission must come from a model folder"
+
+
+@pytest.mark.parametrize("make", [_unphysical, _off_record, _unknown_name, _orphan],
+                         ids=["unphysical", "not_its_record", "unknown_name", "orphan_folder"])
+def test_cli_validate_rejects_what_no_run_of_ours_wrote(scratch_outputs, capsys, make):
+    out, _, ids = scratch_outputs
+    pattern = make(out, ids)
+    rc, _, err = _run(["validate"], capsys)
+    assert rc == 1
+    assert len(err.strip().splitlines()) == 1 and re.search(pattern, err.strip()), err
 
 
 def test_cli_leaderboard_fails_and_writes_nothing(scratch_outputs, capsys, tmp_path):
@@ -233,8 +284,8 @@ def test_cli_leaderboard_fails_and_writes_nothing(scratch_outputs, capsys, tmp_p
     assert rc == 2
     assert err.strip() == f"error: {bad}: 1 missing id(s): {ids[3]}; 1 extra id(s): JVASP-0"
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # no leaderboard, no README
-    # Once the file is fixed, the scratch leaderboard builds (README stub with the table).
-    submission.write_csv_zip(bad, ids, [1.0] * 20, [1.0] * 20)
+    # Once the file is fixed (and recorded), the scratch leaderboard builds (README stub with the table).
+    put(out, "bad_model", ids, [1.0] * 20, [1.0] * 20)
     rc, stdout, _ = _run(["leaderboard", "--reference-dir", str(tmp_path / "no-refs")], capsys)
     assert rc == 0 and (out / "leaderboard.csv").is_file() and "| good_model |" in (out / "README.md").read_text()
     rc, _, _ = _run(["leaderboard", "--check", "--reference-dir", str(tmp_path / "no-refs")], capsys)

@@ -38,7 +38,8 @@ def test_unusable_dask_scheduler_is_one_line_error_before_loading_data(capsys, m
     def no_load(*a, **k):
         raise AssertionError("data loaded before the scheduler was checked")
 
-    monkeypatch.setattr("harness.task.Task.load", no_load)
+    monkeypatch.setattr("harness.data.load_materials", no_load)
+    monkeypatch.setattr(cli, "_load_store", no_load)
     rc = cli.main(["run", "train_median", "--dask-scheduler", "tcp://127.0.0.1:9"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1

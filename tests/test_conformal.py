@@ -1,10 +1,10 @@
 """Safe k-length L90: the conformal offset, the grid flooring, jarvis-identical meshes
-from results/lattice.json, and the leaderboard's L90 columns and plot."""
+from the definition's lattice.csv, and the leaderboard's L90 columns and plot."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jarvis.core.kpoints import Kpoints3D
 
-from harness import conformal, kpoints, leaderboard, paths, submission
+from harness import benchmark as bm
+from harness import conformal, freeze, kpoints, leaderboard, paths, record, submission
 from harness.errors import HarnessError
-from harness.runner import write_coverage
 
 # ------------------------------------------------------------------ calibration
 
@@ -76,79 +76,93 @@ def test_fixed_length_is_an_actual_train_length():
 # ------------------------------------------------------------------ meshes
 
 
-def _slice(task, n):
-    covered = {s: ids[:n] for s, ids in task.coverage.covered.items()}
-    return dataclasses.replace(task, coverage=dataclasses.replace(task.coverage, covered=covered))
-
-
-def test_meshes_from_lattice_json_equal_jarvis_automatic_length_mesh(task, tmp_path):
-    small = _slice(task, 250)
-    kpoints.write_lattice(small, tmp_path)
-    lat = kpoints.read_lattice(tmp_path)
-    assert lat["train_ids"] == small.ids("train")
+def test_meshes_from_lattice_csv_equal_jarvis_automatic_length_mesh(task):
+    recip = task.benchmark.recip
+    assert recip is not None and set(recip) == set(task.ids("val")) | set(task.ids("test"))
     rng = np.random.default_rng(0)
     lengths = [5.0, 10.0, 25.0, 50.0, 85.0, 150.0, *rng.uniform(3, 160, size=6)]
     checked = 0
     for split in ("val", "test"):
-        assert list(lat[split]) == small.ids(split)
-        for jid in small.ids(split):
-            lm = small.materials.at[jid, "atoms"].lattice_mat
+        for jid in task.ids(split)[:250]:
+            lm = task.materials.at[jid, "atoms"].lattice_mat
             for L in lengths:
                 want = Kpoints3D().automatic_length_mesh(lattice_mat=lm, length=L).kpts[0]
-                assert kpoints.mesh(lat[split][jid], L).tolist() == [int(n) for n in want], (jid, L)
+                assert kpoints.mesh(recip[jid], L).tolist() == [int(n) for n in want], (jid, L)
                 checked += 1
     # vectorised form (the leaderboard's): all materials at once, per-material lengths
-    b = np.array(list(lat["test"].values()))
+    ids = task.ids("test")[:250]
+    b = np.array([recip[i] for i in ids])
     L = rng.uniform(5, 100, size=len(b))
-    want = [np.prod(Kpoints3D().automatic_length_mesh(lattice_mat=small.materials.at[j, "atoms"].lattice_mat,
-                                                       length=float(x)).kpts[0]) for j, x in zip(lat["test"], L)]
+    want = [np.prod(Kpoints3D().automatic_length_mesh(lattice_mat=task.materials.at[j, "atoms"].lattice_mat,
+                                                       length=float(x)).kpts[0]) for j, x in zip(ids, L)]
     assert kpoints.kpoint_count(b, L).tolist() == want
     assert checked == 500 * len(lengths)
-    # rewriting the same content leaves the file untouched (byte-stable results/)
-    before = (tmp_path / kpoints.LATTICE_FILE).stat().st_mtime_ns
-    kpoints.write_lattice(small, tmp_path)
-    assert (tmp_path / kpoints.LATTICE_FILE).stat().st_mtime_ns == before
+
+
+def test_lattice_csv_round_trips_and_rewriting_it_leaves_the_file_untouched(task, tmp_path):
+    """The lattice is computed once (freeze) and read back bit-identically; writing the
+    same definition again changes nothing (byte-stable benchmarks/)."""
+    ids = {s: task.ids(s)[:40] for s in bm.SPLITS}
+    recip = freeze.reciprocal_table(task.materials, ids["val"] + ids["test"])
+    files = bm.definition_files("t_small", {**task.benchmark.spec, "frozen": False}, ids, task.benchmark.targets, recip)
+    assert bm.write(tmp_path, "t_small", files) == "written"
+    small = bm.load("t_small", tmp_path)
+    assert {i: list(b) for i, b in small.recip.items()} == recip
+    assert all(list(task.benchmark.recip[i]) == recip[i] for i in recip)  # the committed file holds the same numbers
+    lat = tmp_path / "t_small" / bm.LATTICE_FILE
+    before = lat.stat().st_mtime_ns
+    assert bm.write(tmp_path, "t_small", files) == "unchanged"
+    assert lat.stat().st_mtime_ns == before
 
 
 # ------------------------------------------------------------------ leaderboard
 
 
+def _record(name: str, b: bm.Benchmark, test_file, val_file) -> dict:
+    return {"record_version": record.RECORD_VERSION, "model": name,
+            "benchmark": {"name": b.name, "key": b.key, "definition_sha256": b.definition_sha256},
+            "counts": b.counts(), "calibration": {},
+            "sha256": {"test_predictions": record.sha256_file(test_file),
+                       "val_predictions": record.sha256_file(val_file), "artifact": None}}
+
+
 @pytest.fixture(scope="module")
 def board(task, tmp_path_factory):
-    """A scratch results/ + submissions/ with a constant train-median model and a
-    noisy-oracle model, on the full covered ids (real truth, real lattices)."""
-    from harness.benchmark import load_spec
-
-    spec = load_spec()
+    """A scratch output root (both definitions, submissions/, results/ with run records)
+    with a constant train-median model and a noisy-oracle model on the offline subset
+    (real truth, real lattices)."""
+    b = task.benchmark
     root = tmp_path_factory.mktemp("board")
+    for name in (bm.OFFICIAL, b.name):
+        shutil.copytree(paths.REPO_ROOT / "benchmarks" / name, root / "benchmarks" / name)
     results, subs = root / "results", root / "submissions"
-    write_coverage(task, results)
     med = float(np.median(task.y("train")))
     rng = np.random.default_rng(0)
     preds = {"const_median": {s: np.full(len(task.ids(s)), med) for s in ("val", "test")},
-             "noisy_oracle": {s: task.y(s) + rng.normal(0, 4, len(task.ids(s))) for s in ("val", "test")}}
+             "noisy_oracle": {s: np.clip(task.y(s) + rng.normal(0, 4, len(task.ids(s))), 1, None) for s in ("val", "test")}}
     for name, p in preds.items():
-        submission.write_csv_zip(subs / name / spec.submission_filename, task.ids("test"), task.y("test"), p["test"])
-        # The file's own target column is a lie: L90 must use the split's truth.
-        submission.write_csv_zip(results / name / "val_predictions.csv.zip", task.ids("val"),
-                                 np.zeros(len(task.ids("val"))), p["val"])
-    readme = root / "README.md"
-    readme.write_text(f"# x\n\n{leaderboard.README_START}\n{leaderboard.README_END}\n")
-    dirs = dict(leaderboard_csv=root / "leaderboard.csv", readme=readme, submissions_dir=subs, results_dir=results)
-    return spec, task, root, dirs, preds
+        test_file = subs / name / b.submission_filename
+        val_file = record.results_folder(results, name, b.name) / record.VAL_FILE
+        submission.write_csv_zip(test_file, task.ids("test"), task.y("test"), p["test"])
+        # The file's own target column is a lie: L90 must use the definition's truth.
+        submission.write_csv_zip(val_file, task.ids("val"), np.zeros(len(task.ids("val"))), p["val"])
+        record.write(val_file.parent / record.RECORD_FILE, _record(name, b, test_file, val_file))
+    (root / "README.md").write_text(f"# x\n\n{leaderboard.README_START}\n{leaderboard.README_END}\n")
+    return task, root, preds
+
+
+def _rows(boards, name=bm.SUBSET):
+    return next(x for x in boards if x.benchmark.name == name).rows
 
 
 def test_leaderboard_l90_columns_are_recomputed_from_truth(board):
-    from harness.benchmark import load_split
-
-    spec, task, root, dirs, preds = board
-    split = load_split(spec)
-    current, rows, notes = leaderboard.rebuild(spec, split, paths.default_reference_dir(), **dirs)
-    assert not [n for n in notes if "L90" in n]
+    task, root, preds = board
+    current, boards, notes = leaderboard.rebuild(root, paths.default_reference_dir(), None)
+    assert not [n for n in notes if "L90" in n and bm.SUBSET in n]
+    rows = _rows(boards)
     by = {r.model: r for r in rows}
     fixed = conformal.fixed_length(task.y("train"))
-    lat = kpoints.read_lattice(dirs["results_dir"])
-    recip = np.array([lat["test"][i] for i in task.ids("test")])
+    recip = np.array([task.benchmark.recip[i] for i in task.ids("test")])
     for name, p in preds.items():
         s = by[name].safety
         q = conformal.conformal_offset(task.y("val"), p["val"])
@@ -165,42 +179,42 @@ def test_leaderboard_l90_columns_are_recomputed_from_truth(board):
     for r in rows:
         if r.kind == "reference":
             assert r.safety is None
-    text = dirs["leaderboard_csv"].read_text()
+    text = (root / "leaderboard.csv").read_text()
     header = text.splitlines()[0].split(",")
     assert header[-4:] == leaderboard.SAFETY_COLUMNS
     assert any(line.endswith(",,,,") for line in text.splitlines()) or not paths.default_reference_dir().is_dir()
-    md = dirs["readme"].read_text()
+    md = (root / "README.md").read_text()
     assert "| L90 cov | k-pts | saved |" in md and f"fixed length {fixed:g} Å (train P90)" in md
 
 
 def test_leaderboard_with_l90_is_byte_reproducible(board):
-    from harness.benchmark import load_split
-
-    spec, task, root, dirs, _ = board
-    split = load_split(spec)
+    task, root, _ = board
     ref = paths.default_reference_dir()
-    leaderboard.rebuild(spec, split, ref, **dirs)
-    plot = dirs["results_dir"] / leaderboard.TRADEOFF_PLOT
-    first = [dirs["leaderboard_csv"].read_bytes(), dirs["readme"].read_bytes(), plot.read_bytes()]
+    leaderboard.rebuild(root, ref, None)
+    plot = root / "results" / leaderboard.tradeoff_plot_name(bm.SUBSET)
+    files = [root / "leaderboard.csv", root / "README.md", plot]
+    first = [f.read_bytes() for f in files]
     plot.unlink()
-    current, _, _ = leaderboard.rebuild(spec, split, ref, **dirs)
+    current, _, _ = leaderboard.rebuild(root, ref, None)
     assert current
-    assert [dirs["leaderboard_csv"].read_bytes(), dirs["readme"].read_bytes(), plot.read_bytes()] == first
+    assert [f.read_bytes() for f in files] == first
     assert first[2][:8] == b"\x89PNG\r\n\x1a\n"
-    current, _, _ = leaderboard.rebuild(spec, split, ref, check=True, **dirs)
+    current, _, _ = leaderboard.rebuild(root, ref, None, check=True)
     assert current
 
 
-def test_without_lattice_json_the_l90_columns_are_empty_with_a_note(board, tmp_path):
-    import shutil
-
-    from harness.benchmark import load_split
-
-    spec, task, root, dirs, _ = board
-    results = tmp_path / "results"
-    shutil.copytree(dirs["results_dir"], results)
-    (results / kpoints.LATTICE_FILE).unlink()
-    rows, notes = leaderboard.build_rows(spec, load_split(spec), submissions_dir=dirs["submissions_dir"],
-                                         reference_dir=None, results_dir=results)
+def test_without_lattice_the_l90_columns_are_empty_with_a_note(board, tmp_path):
+    """A definition frozen without lattice.csv (the official one, offline): same ids and
+    definition hash, so the runs still count; only the L90 columns are empty."""
+    task, root, _ = board
+    b = task.benchmark
+    defs = tmp_path / "benchmarks"
+    files = bm.definition_files(b.name, b.spec, b.ids, b.targets, None)
+    bm.write(defs, b.name, files)
+    bare = bm.load(b.name, defs)
+    assert bare.recip is None and bare.definition_sha256 == b.definition_sha256
+    boards, notes = leaderboard.build(defs, root / "submissions", root / "results", None)
+    rows = _rows(boards)
+    assert {r.model for r in rows} == {"const_median", "noisy_oracle"}
     assert all(r.safety is None for r in rows)
-    assert any("lattice.json missing" in n for n in notes)
+    assert any(b.name in n and "L90 columns empty" in n for n in notes)

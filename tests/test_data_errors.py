@@ -12,9 +12,10 @@ import zipfile
 
 import pytest
 
-from harness import benchmark, cli, data
-from harness.benchmark import load_spec, load_split
+from harness import cli, data
 from harness.errors import HarnessError
+from harness.freeze import DATASET
+from harness.split import load_split
 from helpers_slice import redirect_outputs, run_cli, write_model
 
 STORE_NAME = "jdft_3d-8-18-2021.json.zip"
@@ -68,7 +69,7 @@ def test_corrupt_store_is_one_clear_line(case, tmp_path):
     path = store / STORE_NAME
     path.write_bytes(make())
     with pytest.raises(HarnessError) as err:
-        data.load_materials(load_spec(), store, tmp_path / "cache")
+        data.load_materials(DATASET, store, tmp_path / "cache")
     msg = str(err.value)
     assert msg.startswith(f"{path}: ") and "\n" not in msg, msg
     assert re.search(pattern, msg), msg
@@ -131,15 +132,13 @@ def test_cli_subprocess_missing_store(tmp_path):
 
 @pytest.fixture()
 def split_pkg(tmp_path, monkeypatch):
-    """A throwaway package holding a split file; returns (spec pointing at it, file path)."""
+    """A throwaway package holding a split file; returns (load_split arguments, file path)."""
     pkg = tmp_path / "fake_split_pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("fake_split_pkg", None)
-    spec = load_spec()
-    fake = benchmark.BenchmarkSpec(**{**spec.__dict__, "split_package": "fake_split_pkg", "split_file": "split.json.zip"})
-    return fake, pkg / "split.json.zip"
+    return ("fake_split_pkg", "split.json.zip"), pkg / "split.json.zip"
 
 
 def write_split(path, obj) -> None:
@@ -147,15 +146,15 @@ def write_split(path, obj) -> None:
 
 
 def test_real_split_overlap_is_reported_and_kept_in_test_only():
-    split = load_split(load_spec())
+    split = load_split()
     assert split.overlaps == {"JVASP-96735": ("train", "val", "test")}
     assert all("JVASP-96735" not in split.ids(s) for s in ("train", "val")) and "JVASP-96735" in split.ids("test")
 
 
 def test_synthetic_overlaps_are_all_reported(split_pkg):
-    spec, path = split_pkg
+    args, path = split_pkg
     write_split(path, {"train": {"A": 10, "B": 20, "C": 30}, "val": {"B": 20, "D": 40}, "test": {"C": 30, "E": 50}})
-    split = load_split(spec)
+    split = load_split(*args)
     assert split.overlaps == {"B": ("train", "val"), "C": ("train", "test")}
     # Each overlapping id stays only in its last split: B in val, C in test.
     assert split.ids("train") == ["A"] and split.ids("val") == ["B", "D"] and split.ids("test") == ["C", "E"]
@@ -168,9 +167,9 @@ def test_synthetic_overlaps_are_all_reported(split_pkg):
     (zipped("split.json", b'{"train": {}, "test": {}}'), r"split file lacks val$"),
 ], ids=["not_zip", "wrong_member", "bad_json", "missing_split"])
 def test_broken_split_file_is_one_clear_line(split_pkg, content, pattern):
-    spec, path = split_pkg
+    args, path = split_pkg
     path.write_bytes(content)
     with pytest.raises(HarnessError) as err:
-        load_split(spec)
+        load_split(*args)
     msg = str(err.value)
     assert msg.startswith(f"{path}: ") and "\n" not in msg and re.search(pattern, msg), msg

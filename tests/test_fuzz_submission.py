@@ -7,7 +7,8 @@ is one line starting with the file's path):
 - structured CSV corruptions (row deletion/duplication/swap, cell replacement, header
   replacement; re-zipped as a well-formed file): rejected, or accepted with exactly the
   content an independent oracle predicts (a numeric cell replaced by something Python's
-  float() reads as a finite number is a valid edit, not a corruption);
+  float() reads as a finite number is a valid edit, not a corruption, as long as a
+  prediction stays physical: 0 < L <= 1000 Å);
 - arbitrary CSV bytes: rejected or accepted, never anything else.
 Data-free: runs on the public CI runner too."""
 
@@ -140,7 +141,7 @@ def csv_corruption(draw):
     if "\x00" not in token:
         if col == 0:
             expect = dict(GOOD) if token.strip() == jid else None
-        elif _finite(token) is not None:
+        elif _finite(token) is not None and (col == 1 or 0.0 < _finite(token) <= submission.MAX_LENGTH):
             t, p = GOOD[jid]
             expect = {**GOOD, jid: (_finite(token), p) if col == 1 else (t, _finite(token))}
     return kind, _csv([header] + body), expect

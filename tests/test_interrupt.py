@@ -1,8 +1,10 @@
 """kill -9 in the middle of a run, then rerun: no partial or corrupt file anywhere, the
 model resumes from its checkpoint in the cache, and the result equals a clean run's.
 
-Real entry point (`python -m harness run --all --limit N` in a subprocess) on a small
-real slice, with models, outputs and caches in scratch folders."""
+Real entry point (`python -m harness run --all --limit N` in a subprocess, its output
+root given by $KSPACING_OUTPUT_DIR) on a small real slice, with models, outputs and
+caches in scratch folders. Each model trains in a child process of the run: the kill
+hits the whole process group, as a job scheduler or a closed terminal does."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from pathlib import Path
 import joblib
 import pytest
 
-from harness import registry, submission
+from harness import benchmark as bm
+from harness import record, registry, submission
 from helpers_slice import REPO_ROOT, SUBMISSION, copy_repo_model, run_cli, scratch_env, tree_bytes, write_model
 
 LIMIT = "60"
@@ -74,11 +77,13 @@ def models_dir(tmp_path_factory):
 
 
 def checkpoint(root: Path) -> int:
-    f = root / "cache" / f"limit-{LIMIT}" / "models" / "t_slow" / "checkpoint.json"
-    try:
-        return json.loads(f.read_text())["epoch"]
-    except (OSError, ValueError, KeyError):
-        return 0
+    # A scratch run keeps its model caches under cache/scratch/<output root + definition tag>/.
+    for f in (root / "cache" / "scratch").glob("*/models/t_slow/checkpoint.json"):
+        try:
+            return json.loads(f.read_text())["epoch"]
+        except (OSError, ValueError, KeyError):
+            return 0
+    return 0
 
 
 def assert_nothing_partial(root: Path, models_dir: Path) -> list[str]:
@@ -103,16 +108,25 @@ def assert_nothing_partial(root: Path, models_dir: Path) -> list[str]:
                 assert hasattr(joblib.load(p), "predict"), rel
             elif p.name == "run.sh":
                 assert p.read_text().endswith("\n"), rel
+            elif p.name == bm.SPEC_FILE:
+                bm.load(p.parent.name, p.parent.parent)  # every hash checked
     return seen
 
 
 def comparable(root: Path) -> dict[str, bytes]:
-    """Outputs that must not depend on the run: all but timings and measured seconds."""
-    files = tree_bytes(root / "out", skip=lambda rel: rel.endswith("timings.json"))
+    """Outputs that must not depend on the run: all but measured seconds (metadata.json,
+    run.json) and the artifact's hash (the pickled model holds its own cache path)."""
+    files = tree_bytes(root / "out")
     for rel in [r for r in files if r.endswith("metadata.json")]:
         meta = json.loads(files[rel])
         meta.pop("time_taken_seconds")
         files[rel] = json.dumps(meta, sort_keys=True).encode()
+    for rel in [r for r in files if r.endswith(record.RECORD_FILE)]:
+        rec = json.loads(files[rel])
+        rec.pop("fit_seconds")
+        rec.pop("total_seconds")
+        rec["sha256"].pop("artifact")
+        files[rel] = json.dumps(rec, sort_keys=True).encode()
     return files
 
 
@@ -122,18 +136,18 @@ def test_kill_9_then_rerun_resumes_and_matches_a_clean_run(task, data_dir, cache
     args = ["run", "--all", "--limit", LIMIT, "--n-jobs", "1", "--profile", "cpu"]
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
         while checkpoint(killed) < 2:
             assert proc.poll() is None, (tmp_path / "first.log").read_text()
             assert time.monotonic() < deadline, "the slow model never reached epoch 2"
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its model process
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
         log.close()
     at_kill = checkpoint(killed)
     assert 2 <= at_kill < EPOCHS
@@ -141,7 +155,9 @@ def test_kill_9_then_rerun_resumes_and_matches_a_clean_run(task, data_dir, cache
     # Right after the kill: the first model is complete, the second wrote nothing but its checkpoint.
     files = assert_nothing_partial(killed, models_dir)
     assert f"out/submissions/train_median/{SUBMISSION}" in files
+    assert f"out/results/train_median/{bm.SCRATCH}/{record.RECORD_FILE}" in files
     assert not (killed / "out" / "submissions" / "t_slow").exists()
+    assert not (killed / "out" / "results" / "t_slow").exists()
     assert not (killed / "out" / "leaderboard.csv").exists()
     # A write interrupted by the kill leaves at most a hidden temp file beside its target
     # (harness/atomic.py); plant one to check that the rerun clears it.

@@ -1,64 +1,103 @@
-"""leaderboard.csv and the README table: recomputed from files, current, honest."""
+"""leaderboard.csv and the README tables: recomputed from files, current, honest."""
 
 import json
 import shutil
 
 import pytest
 
+from harness import benchmark as bm
 from harness import leaderboard, paths
-from harness.benchmark import load_spec, load_split
+from harness.errors import HarnessError
 from harness.metrics import regression_metrics
 from harness.submission import read_csv_zip
 
+ROOT = paths.REPO_ROOT
 
-def test_committed_leaderboard_and_readme_are_current():
-    spec = load_spec()
+
+def _refs():
     ref = paths.default_reference_dir()
     if not ref.is_dir():
         pytest.skip("published contributions not available offline here")
-    current, rows, _ = leaderboard.rebuild(spec, load_split(spec), ref, check=True)
+    return ref
+
+
+def _board(boards, name):
+    return next(b for b in boards if b.benchmark.name == name)
+
+
+@pytest.fixture()
+def copy_out(tmp_path):
+    """A scratch output root holding copies of the committed benchmarks/, submissions/, results/."""
+    out = tmp_path / "out"
+    for d in ("benchmarks", "submissions", "results"):
+        shutil.copytree(ROOT / d, out / d)
+    return out
+
+
+def test_committed_leaderboard_and_readme_are_current():
+    current, boards, _ = leaderboard.rebuild(ROOT, _refs(), paths.models_dir(), check=True)
+    assert {b.benchmark.name for b in boards} == {bm.OFFICIAL, bm.SUBSET}
     assert current, "run `python -m harness leaderboard` and commit leaderboard.csv + README.md"
 
 
-def test_rows_are_recomputed_and_ignore_self_reported_numbers(tmp_path):
-    spec = load_spec()
-    split = load_split(spec)
-    subs = tmp_path / "submissions"
-    shutil.copytree(paths.SUBMISSIONS_DIR, subs)
-    name = next(p.name for p in sorted(subs.glob("*")) if (p / spec.submission_filename).is_file())
+def test_rows_are_recomputed_and_ignore_self_reported_numbers(copy_out):
+    subset = bm.load(bm.SUBSET, copy_out / "benchmarks")
+    subs = copy_out / "submissions"
+    name = next(p.name for p in sorted(subs.glob("*")) if (p / subset.submission_filename).is_file())
     meta_path = subs / name / "metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["mae"] = 0.001  # a self-reported score must not matter
     meta_path.write_text(json.dumps(meta))
-    rows, _ = leaderboard.build_rows(spec, split, submissions_dir=subs, reference_dir=None)
-    row = next(r for r in rows if r.model == name)
-    sub = read_csv_zip(subs / name / spec.submission_filename)
-    truth = [split.targets["test"][i] for i in sub.ids]
+    boards, _ = leaderboard.build(copy_out / "benchmarks", subs, copy_out / "results", None, paths.models_dir())
+    row = next(r for r in _board(boards, bm.SUBSET).rows if r.model == name)
+    sub = read_csv_zip(subs / name / subset.submission_filename)
+    truth = [subset.targets["test"][i] for i in sub.ids]
     assert row.metrics == pytest.approx(regression_metrics(truth, sub.predictions))
     assert row.metrics["mae"] > 1.0
 
 
+def test_a_file_that_differs_from_its_run_record_is_refused(copy_out):
+    """Every submission is checked against the sha256 in its run record."""
+    subset = bm.load(bm.SUBSET, copy_out / "benchmarks")
+    f = copy_out / "submissions" / "train_median" / subset.submission_filename
+    rows = read_csv_zip(f)
+    from harness import submission
+
+    submission.write_csv_zip(f, rows.ids, rows.targets, [p + 1.0 for p in rows.predictions])
+    with pytest.raises(HarnessError, match=r"does not match sha256\.test_predictions in .*run\.json"):
+        leaderboard.build(copy_out / "benchmarks", copy_out / "submissions", copy_out / "results", None,
+                          paths.models_dir())
+
+
+def test_a_submission_without_a_model_folder_is_skipped_with_a_note(copy_out, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(paths.models_dir() / "train_median", models / "train_median")
+    boards, notes = leaderboard.build(copy_out / "benchmarks", copy_out / "submissions", copy_out / "results", None,
+                                      models)
+    assert {r.model for b in boards for r in b.rows} == {"train_median"}
+    assert any("kspace_gbm" in n and "no model folder" in n and "not ranked" in n for n in notes)
+
+
 def test_reference_rows_on_the_same_test_ids():
-    spec = load_spec()
-    split = load_split(spec)
-    ref = paths.default_reference_dir()
-    if not ref.is_dir():
-        pytest.skip("published contributions not available offline here")
-    rows, _ = leaderboard.build_rows(spec, split, reference_dir=ref)
-    refs = {r.model: r for r in rows if r.kind == "reference"}
-    assert len(refs) == 12
-    n_test = leaderboard.read_coverage()["counts"]["test"]["covered"]
-    assert {r.n_test for r in rows} == {n_test}
-    # Published best on our covered ids (see ../shared/data/README.md and issue numbers).
-    if n_test == 1708:
+    boards, _ = leaderboard.build(ROOT / "benchmarks", paths.submissions_dir(), paths.results_dir(), _refs(),
+                                  paths.models_dir())
+    for board in boards:
+        rows = board.rows
+        refs = {r.model: r for r in rows if r.kind == "reference"}
+        assert len(refs) == 12
+        assert {r.n_test for r in rows} == {len(board.benchmark.ids["test"])}
+        assert [r.metrics["mae"] for r in rows] == sorted(r.metrics["mae"] for r in rows)
+        assert all(r.ci[0] <= r.metrics["mae"] <= r.ci[1] for r in rows)
+    # Published best on the offline subset's test ids (see ../shared/data/README.md).
+    sub = _board(boards, bm.SUBSET)
+    if len(sub.benchmark.ids["test"]) == 1708:
+        refs = {r.model: r for r in sub.rows if r.kind == "reference"}
         assert refs["matminer_xgboost (published)"].metrics["mae"] == pytest.approx(5.79, abs=0.01)
         assert refs["cfid_chem (published)"].metrics["mae"] == pytest.approx(8.07, abs=0.01)
-    assert [r.metrics["mae"] for r in rows] == sorted(r.metrics["mae"] for r in rows)
 
 
 def test_missing_reference_dir_is_a_note_not_a_failure(tmp_path):
-    spec = load_spec()
-    split = load_split(spec)
-    rows, notes = leaderboard.build_rows(spec, split, reference_dir=tmp_path / "absent")
-    assert all(r.kind != "reference" for r in rows)
-    assert notes and "reference rows skipped" in notes[0]
+    boards, notes = leaderboard.build(ROOT / "benchmarks", paths.submissions_dir(), paths.results_dir(),
+                                      tmp_path / "absent", paths.models_dir())
+    assert all(r.kind != "reference" for b in boards for r in b.rows)
+    assert any("reference rows skipped" in n for n in notes)

@@ -1,6 +1,7 @@
 """Broken model folders: each fails with a one-line message naming its file and the
-fault, the other models still run and are ranked, and the run exits non-zero listing
-the failures. Runs on a small real slice (`--limit`) in scratch folders."""
+fault (each model trains in its own process; the parent prints the child's message),
+the other models still run and are ranked, and the run exits non-zero listing the
+failed models by name. Runs on a small real slice (`--scratch DIR --limit N`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import re
 
 import pytest
 
-from harness import cli, registry
-from harness.task import Task
-from helpers_slice import PER_ATOM_COUNT, SUBMISSION, redirect_outputs, run_cli, scratch_env, write_model
+from harness import benchmark as bm
+from harness import cli, paths, record, registry
+from helpers_slice import (PER_ATOM_COUNT, SUBMISSION, redirect_outputs, run_cli, scratch_cache, scratch_env,
+                           write_model)
 
 LIMIT = "40"
 
@@ -71,9 +73,7 @@ def check_failures(rc: int, out: str, err: str) -> None:
         lines = [ln for ln in text.splitlines() if re.search(pattern, ln)]
         assert lines, f"{name}: no line matching {pattern!r} in\n{text}"
     summary = err.strip().splitlines()[-1]
-    assert summary.startswith(f"{len(BROKEN)} model(s) failed: "), summary
-    for name in BROKEN:
-        assert name in summary
+    assert summary == f"{len(BROKEN)} model(s) failed: {', '.join(sorted(BROKEN))}", summary
     assert "Traceback" not in text
     for name in GOOD:
         assert re.search(rf"^{name}: test MAE \d+\.\d+", out, re.M), out
@@ -85,38 +85,42 @@ def check_outputs(out_dir) -> None:
     assert model_results == sorted(GOOD)  # failed models wrote nothing
     for name in GOOD:
         assert (out_dir / "submissions" / name / SUBMISSION).is_file()
+        assert (record.results_folder(out_dir / "results", name, bm.SCRATCH) / record.RECORD_FILE).is_file()
     board = (out_dir / "leaderboard.csv").read_text().splitlines()
     assert len(board) == 1 + len(GOOD) and all(any(f",{n}," in ln for ln in board) for n in GOOD)
 
 
 @pytest.fixture()
-def in_process(task, tmp_path, monkeypatch):
-    """cli.main in this process on the session's task (no reload), outputs in tmp_path/out."""
-    monkeypatch.setattr(Task, "load", classmethod(lambda cls, *a, **k: task))
-    monkeypatch.setenv("KSPACING_CACHE_DIR", str(tmp_path / "cache"))
+def in_process(task, cache_root, tmp_path, monkeypatch):
+    """cli.main in this process (the model processes reuse the session's parsed store),
+    outputs in tmp_path/out."""
+    monkeypatch.setenv("KSPACING_CACHE_DIR", str(scratch_cache(tmp_path, cache_root)))
     monkeypatch.setenv("KSPACING_REFERENCE_DIR", str(tmp_path / "no-references"))
     redirect_outputs(monkeypatch, tmp_path / "out")
     return tmp_path / "out"
 
 
 def test_broken_models_fail_alone_and_the_run_exits_nonzero(in_process, models_dir, capsys):
-    rc = cli.main(["run", "--all", "--limit", LIMIT, "--profile", "cpu", "--n-jobs", "1", "--models-dir", str(models_dir)])
+    rc = cli.main(["run", "--all", "--scratch", str(in_process), "--limit", LIMIT, "--profile", "cpu", "--n-jobs", "1",
+                   "--models-dir", str(models_dir)])
     cap = capsys.readouterr()
     check_failures(rc, cap.out, cap.err)
     check_outputs(in_process)
 
 
 def test_selected_models_only_report_their_own_failures(in_process, models_dir, capsys):
-    rc = cli.main(["run", "t_good", "--limit", LIMIT, "--profile", "cpu", "--models-dir", str(models_dir)])
+    args = ["--scratch", str(in_process), "--limit", LIMIT, "--profile", "cpu", "--models-dir", str(models_dir)]
+    rc = cli.main(["run", "t_good", *args])
     cap = capsys.readouterr()
     assert rc == 0 and "failed" not in cap.err
-    rc = cli.main(["run", "t_good", "t_bad_meta", "t_fit_raises", "--limit", LIMIT, "--profile", "cpu", "--models-dir", str(models_dir)])
+    rc = cli.main(["run", "t_good", "t_bad_meta", "t_fit_raises", *args])
     cap = capsys.readouterr()
     assert rc == 1
-    assert cap.err.strip().splitlines()[-1] == "2 model(s) failed: t_fit_raises, " + str(models_dir / "t_bad_meta" / "model.yaml")
+    assert re.search(BROKEN["t_bad_meta"][2], cap.err) and re.search(BROKEN["t_fit_raises"][2], cap.out)
+    assert cap.err.strip().splitlines()[-1] == "2 model(s) failed: t_bad_meta, t_fit_raises"
     assert "t_no_yaml" not in cap.err
-    rc = cli.main(["run", "nope", "--limit", LIMIT, "--profile", "cpu", "--models-dir", str(models_dir)])
-    assert rc == 2 and capsys.readouterr().err.startswith("error: no model folder models/nope/ (known: ")
+    rc = cli.main(["run", "nope", *args])
+    assert rc == 2 and capsys.readouterr().err.startswith(f"error: no model folder {models_dir.name}/nope/ (known: ")
 
 
 def test_validate_lists_every_broken_folder(models_dir, capsys, tmp_path, monkeypatch):
@@ -132,10 +136,14 @@ def test_validate_lists_every_broken_folder(models_dir, capsys, tmp_path, monkey
 
 
 def test_limit_is_refused_on_the_repository_outputs(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(cli.paths, "OUTPUT_DIR", cli.paths.REPO_ROOT)
+    monkeypatch.delenv(paths.OUTPUT_DIR_ENV, raising=False)
     rc = cli.main(["run", "--all", "--limit", "5"])
     err = capsys.readouterr().err
-    assert rc == 2 and "--limit 5: a slice is not the benchmark" in err and "KSPACING_OUTPUT_DIR" in err
+    assert rc == 2 and "--limit 5: a slice is not the benchmark" in err and "--scratch DIR" in err
+    for bad in (paths.REPO_ROOT, paths.REPO_ROOT / "results"):  # --scratch must leave the committed output alone
+        rc = cli.main(["run", "--all", "--scratch", str(bad), "--limit", "5"])
+        assert rc == 2 and re.search(r"^error: --scratch \S+: must be a folder outside the", capsys.readouterr().err)
+    assert paths.is_repo_output()
 
 
 def test_end_to_end_in_a_subprocess(task, data_dir, cache_root, models_dir, tmp_path):
@@ -144,4 +152,4 @@ def test_end_to_end_in_a_subprocess(task, data_dir, cache_root, models_dir, tmp_
     proc = run_cli(["run", "--all", "--limit", LIMIT, "--n-jobs", "1", "--profile", "cpu"], env)
     check_failures(proc.returncode, proc.stdout, proc.stderr)
     check_outputs(tmp_path / "out")
-    assert "SLICE (--limit 40)" in proc.stdout
+    assert f"training on {bm.SCRATCH}: train 40 / 44,313" in proc.stdout and "SCRATCH output in" in proc.stdout

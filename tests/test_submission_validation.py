@@ -6,11 +6,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from harness import submission
+from harness import leaderboard, record, submission
 from harness.errors import HarnessError
-from harness.leaderboard import score_file
-
-KEY = "AI-SinglePropertyPrediction-kpoint_length_unit-dft_3d-test-mae.csv.zip"
+from harness.leaderboard import read_submission
+from helpers_slice import SUBSET_SUBMISSION as KEY
 
 
 @pytest.fixture()
@@ -39,15 +38,25 @@ def test_same_content_gives_same_bytes_and_no_rewrite(valid):
     assert path.read_bytes() == before
 
 
-def test_score_is_recomputed_from_truth_not_the_target_column(valid, task, tmp_path):
-    path, ids, y = valid
+def test_score_is_recomputed_from_truth_not_the_target_column(task, tmp_path):
     # A submitter lying in the target column cannot change the score.
-    liar = tmp_path / "liar" / KEY
-    submission.write_csv_zip(liar, ids, y + 1.0, y + 1.0)
-    m_true, n = score_file(path, task.split, ids, exact=True)
-    m_liar, _ = score_file(liar, task.split, ids, exact=True)
-    assert n == len(ids)
-    assert m_true["mae"] == pytest.approx(1.0) and m_liar == m_true
+    b = task.benchmark
+    ids, y = task.ids("test"), task.y("test")
+    subs, results = tmp_path / "submissions", tmp_path / "results"
+    for name, targets in (("honest", y), ("liar", y + 1.0)):
+        test_file = subs / name / KEY
+        val_file = record.results_folder(results, name, b.name) / record.VAL_FILE
+        submission.write_csv_zip(test_file, ids, targets, y + 1.0)
+        submission.write_csv_zip(val_file, task.ids("val"), task.y("val"), task.y("val") + 1.0)
+        record.write(val_file.parent / record.RECORD_FILE, {
+            "model": name, "counts": b.counts(), "calibration": {},
+            "benchmark": {"name": b.name, "key": b.key, "definition_sha256": b.definition_sha256},
+            "sha256": {"test_predictions": record.sha256_file(test_file),
+                       "val_predictions": record.sha256_file(val_file), "artifact": None}})
+    board, _ = leaderboard.build_board(b, {b.name: b}, subs, results, None, None)
+    by = {r.model: r for r in board.rows}
+    assert by["honest"].n_test == len(ids)
+    assert by["honest"].metrics["mae"] == pytest.approx(1.0) and by["liar"].metrics == by["honest"].metrics
 
 
 @pytest.mark.parametrize(
@@ -65,7 +74,7 @@ def test_wrong_ids_are_named(valid, task, tmp_path, mutate, message):
     bad = tmp_path / "bad" / KEY
     submission.write_csv_zip(bad, new_ids, preds, preds)
     with pytest.raises(HarnessError, match=re.escape(message)) as err:
-        score_file(bad, task.split, ids, exact=True)
+        read_submission(bad, task.benchmark)
     assert str(err.value).startswith(str(bad))
     with pytest.raises(HarnessError, match=re.escape(message.split(":")[0])):
         task.check_predictions("test", new_ids, preds)
@@ -91,3 +100,14 @@ def test_nan_from_a_model_is_rejected_by_the_task(task):
     preds[3] = np.nan
     with pytest.raises(HarnessError, match=f"1 non-finite value.*{ids[3]}"):
         task.check_predictions("test", ids, preds)
+
+
+@pytest.mark.parametrize("value", [0.0, -5.0, 1000.5, 1e6])
+def test_non_physical_prediction_from_a_model_is_rejected_by_the_task(task, value):
+    ids = task.ids("val")
+    preds = np.full(len(ids), 30.0)
+    preds[7] = value
+    with pytest.raises(HarnessError, match=rf"^val predictions: id {ids[7]}: prediction .* outside the physical range"):
+        task.check_predictions("val", ids, preds)
+    preds[7] = 1000.0  # the upper bound itself is allowed
+    assert task.check_predictions("val", ids, preds)[7] == 1000.0
