@@ -24,7 +24,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from harness import atomic, conformal, record, submission
+from harness import atomic, conformal, numeric_env, record, submission
 from harness.context import ModelContext
 from harness.errors import HarnessError
 from harness.metrics import regression_metrics
@@ -164,6 +164,7 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
         "sha256": {"test_predictions": record.sha256_file(test_file), "val_predictions": record.sha256_file(val_file),
                    "artifact": record.sha256_file(art) if art is not None else None},
         "versions": record.library_versions(),
+        "numeric_env": numeric_env.describe(),
         "machine": platform.machine(),
         "fit_seconds": round(fit_s, 1),
         "total_seconds": round(seconds, 1),

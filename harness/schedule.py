@@ -22,6 +22,17 @@ def _signal_name(rc: int) -> str:
         return f"signal {-rc}"
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent dies (a `kill -9` of
+    `harness run` must not leave a model process writing files behind it). Linux only."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def child_command(name: str, benchmark: str, args: dict, outcome: Path) -> list[str]:
     cmd = [sys.executable, "-m", "harness", "run-model", name, "--benchmark", benchmark, "--outcome", str(outcome)]
     for flag in ("data_dir", "models_dir", "seed", "n_jobs", "profile", "dask_scheduler"):
@@ -36,7 +47,10 @@ def run_in_process(name: str, benchmark: str, args: dict, env: dict | None = Non
     with tempfile.TemporaryDirectory(prefix="kspacing-run-") as tmp:
         outcome = Path(tmp) / "outcome.json"
         # The child inherits stdout/stderr: its progress bars show as they happen.
-        proc = subprocess.run(child_command(name, benchmark, args, outcome), env={**os.environ, **(env or {})})
+        from harness.numeric_env import canonical_env
+
+        proc = subprocess.run(child_command(name, benchmark, args, outcome),
+                              env={**os.environ, **canonical_env(), **(env or {})}, preexec_fn=_die_with_parent)
         if outcome.is_file():
             try:
                 return Outcome(**json.loads(outcome.read_text()))
