@@ -141,17 +141,26 @@ def cmd_run(args) -> int:
 def _run_models(args, selected, benchmark: str, models_dir: Path) -> list:
     from harness.schedule import run_models
 
-    child_args = {"data_dir": _data_dir(args), "models_dir": models_dir, "seed": args.seed, "n_jobs": args.n_jobs,
+    parallel = max(1, min(args.parallel, len(selected)))
+    n_jobs = max(1, args.n_jobs // parallel)  # the cores are shared between the model processes
+    child_args = {"data_dir": _data_dir(args), "models_dir": models_dir, "seed": args.seed, "n_jobs": n_jobs,
                   "profile": _profile(args.profile), "dask_scheduler": args.dask_scheduler}
+    t0 = {}
+
+    def started(name, log):
+        import time
+
+        t0[name] = time.perf_counter()
+        print(f"== {name}" + (f" (log: {log})" if log else ""), flush=True)
 
     def done(o):
         text = (f"test MAE {o.metrics['mae']:.3f}, R2 {o.metrics['r2']:.3f} ({o.seconds:.0f} s"
                 f"{', predictions unchanged' if not o.changed else ''})" if o.ok else f"FAILED: {o.message}")
         print(f"{o.name}: {text}", flush=True)
 
-    for m in selected:
-        print(f"== {m.name}", flush=True)
-    return run_models([m.name for m in selected], benchmark, child_args, on_done=done)
+    needs = {m.name: list(m.meta.get("needs", [])) for m in selected}
+    return run_models([m.name for m in selected], benchmark, child_args, on_done=done, needs=needs,
+                      parallel=parallel, log_dir=paths.cache_dir() / "logs", on_start=started)
 
 
 def cmd_run_model(args) -> int:
@@ -364,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute profile for models that have one (auto: paper with CUDA, else cpu)")
     r.add_argument("--seed", type=int, default=0, help="random seed passed to every model (default 0)")
     r.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="CPU workers for models that parallelise")
+    r.add_argument("--parallel", type=int, default=1, metavar="P",
+                   help="model processes at once (default 1: live progress bars). With P > 1 each gets --n-jobs/P "
+                   "workers and writes its output to $KSPACING_CACHE_DIR/logs/NAME.log; models listed under `needs:` "
+                   "in a model.yaml start after those")
     r.add_argument("--limit", type=int, metavar="N",
                    help="testing/debugging only, with --scratch: the first N covered ids of each split")
     r.add_argument("--dask-scheduler", metavar="ADDRESS",
