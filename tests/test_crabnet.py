@@ -141,7 +141,7 @@ def test_head_only_finetuning_changes_only_the_output_network(kslice, model_cach
     csv = tmp_path / "pretraining.csv"
     head = _est(model_cache, pretrain="eform", finetune="head", pretraining_csv=str(csv)).fit(X, y)
     root = pt.default_root(model_cache)
-    assert root == model_cache.parent.parent / "crabnet" / "pretrained"
+    assert root == model_cache / "pretrained"
     ckpt = pt.ensure_pretrained("eform", TINY, 0, root, progress=False)  # cached: loaded, not retrained
     pre, tuned = ckpt["model_state"], state_from_bytes(head.model_state_)
     assert pre.keys() == tuned.keys()

@@ -54,8 +54,9 @@ class CrabNetRegressor(RegressorMixin, BaseEstimator):
     pretrain : None (from scratch), ``eform`` (Matbench mp_e_form) or ``density``.
     finetune : ``all`` (every weight) or ``head`` (output network only; encoder frozen).
     seed : seeds numpy/torch/python and the train/validation split.
-    cache_dir : the model's cache folder; pretrained checkpoints go to the shared
-        folder derived from it (see pretrain.default_root).
+    cache_dir : the model's cache folder.
+    pretrained_dir : where pretrained checkpoints are cached, shared by the models that
+        reuse them (None: ``cache_dir/pretrained``, see pretrain.default_root).
     device : ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     n_threads : torch CPU threads during fit/predict (None: leave torch's setting).
     progress : tqdm bars.
@@ -65,7 +66,7 @@ class CrabNetRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, profile: str = "cpu", pretrain: str | None = None, finetune: str = "all", seed: int = 0,
                  cache_dir: str | None = None, device: str = "auto", n_threads: int | None = None,
-                 progress: bool = True, pretraining_csv: str | None = "auto"):
+                 progress: bool = True, pretraining_csv: str | None = "auto", pretrained_dir: str | None = None):
         self.profile = profile
         self.pretrain = pretrain
         self.finetune = finetune
@@ -75,6 +76,7 @@ class CrabNetRegressor(RegressorMixin, BaseEstimator):
         self.n_threads = n_threads
         self.progress = progress
         self.pretraining_csv = pretraining_csv
+        self.pretrained_dir = pretrained_dir
 
     # -- fitting -----------------------------------------------------------------
     def _check_params(self):
@@ -89,15 +91,16 @@ class CrabNetRegressor(RegressorMixin, BaseEstimator):
 
     def _pretrained(self, prof, device):
         from harness.crabnet import pretrain as pt
-        from harness.paths import REPO_ROOT
+        from harness import paths
 
-        root = pt.default_root(Path(self.cache_dir) if self.cache_dir else None)
+        root = Path(self.pretrained_dir) if self.pretrained_dir else pt.default_root(
+            Path(self.cache_dir) if self.cache_dir else None)
         ckpt = pt.ensure_pretrained(self.pretrain, prof, self.seed, root, device=device, progress=self.progress)
         meta = ckpt["meta"]
         print(pt.check_message(meta))
         csv = self.pretraining_csv
-        if csv == "auto":
-            csv = REPO_ROOT / "pretraining.csv" if prof.name in ("cpu", "paper") else None
+        if csv == "auto":  # the committed record: only from runs into the repository (not scratch / --limit)
+            csv = paths.REPO_ROOT / "pretraining.csv" if prof.name in ("cpu", "paper") and paths.is_repo_output() else None
         if csv:
             pt.record_check(meta, Path(csv))
         return ckpt
@@ -174,6 +177,8 @@ class CrabNetRegressor(RegressorMixin, BaseEstimator):
     def __getstate__(self):
         d = dict(super().__getstate__())
         d.pop("_state_cache", None)  # live tensors are rebuilt from model_state_ bytes
+        # No absolute path in a saved model: predict needs neither folder (issue 13).
+        d["cache_dir"] = d["pretrained_dir"] = None
         return d
 
 
@@ -190,4 +195,5 @@ def make_model(ctx, pretrain: str | None = None, finetune: str = "all") -> CrabN
 
     return CrabNetRegressor(profile=resolve_profile(getattr(ctx, "profile", None)), pretrain=pretrain,
                             finetune=finetune, seed=int(getattr(ctx, "seed", 0)), cache_dir=str(ctx.cache_dir),
+                            pretrained_dir=str(Path(ctx.shared_dir) / "crabnet" / "pretrained"),
                             n_threads=int(os.environ.get(THREADS_ENV, "1")))

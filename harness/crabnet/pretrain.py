@@ -119,17 +119,14 @@ def load_source(source: str, profile: Profile, seed: int, cache_root: Path | Non
 
 
 def default_root(model_cache_dir: Path | None) -> Path:
-    """Shared checkpoint folder. The harness's per-model cache is
-    ``<cache>/models/<name>``: use ``<cache>/crabnet/pretrained``; any other folder
-    gets its own ``pretrained/`` subfolder."""
+    """Checkpoint folder when the estimator is given none: ``model_cache_dir/pretrained``,
+    or the shared ``<cache>/crabnet/pretrained`` without a model cache. (Model folders
+    pass the shared folder explicitly: ``make_model`` uses ``ctx.shared_dir``.)"""
     if model_cache_dir is None:
         from harness.paths import cache_dir
 
         return cache_dir() / "crabnet" / "pretrained"
-    p = Path(model_cache_dir)
-    if p.parent.name == "models":
-        return p.parent.parent / "crabnet" / "pretrained"
-    return p / "pretrained"
+    return Path(model_cache_dir) / "pretrained"
 
 
 def checkpoint_key(source: str, data: SourceData, profile: Profile, seed: int) -> str:
