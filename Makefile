@@ -15,6 +15,8 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install --quiet -r requirements.txt
 	# crabnet 2.0.8 declares python<3.11 but works on 3.11.
 	$(BIN)/pip install --quiet --ignore-requires-python crabnet==2.0.8
+	# this project itself (editable): `import harness` and the `kspacing` command from any directory
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -65,14 +65,38 @@ def artifact_path(name: str, benchmark: str, cache_dir: Path | None = None) -> P
 
 
 def has_artifact(name: str, cache_dir: Path | None = None, results_dir: Path | None = None) -> bool:
+    """A saved model that belongs to the committed run record (checked as in load_fitted)."""
     b = trained_benchmark(name, results_dir)
-    return b is not None and artifact_path(name, b, cache_dir).is_file()
+    if b is None or not artifact_path(name, b, cache_dir).is_file():
+        return False
+    try:
+        _checked_artifact(name, b, Path(results_dir or paths.results_dir()), cache_dir)
+        return True
+    except HarnessError:
+        return False
+
+
+def _checked_artifact(name: str, bench: str, results_dir: Path, cache_dir: Path | None) -> tuple[Path, dict]:
+    folder = record.results_folder(results_dir, name, bench)
+    rec = record.read(folder / record.RECORD_FILE)
+    art = artifact_path(name, bench, cache_dir)
+    if not art.is_file():
+        raise HarnessError(f"no trained model {name} in {art}: run `python -m harness run {name}`")
+    side = record.read(art.parent / record.SIDECAR_FILE)
+    if record.sha256_file(art) != side["sha256"].get("artifact"):
+        raise HarnessError(f"{art}: does not match its record {art.parent / record.SIDECAR_FILE} (replaced or damaged); "
+                           f"rerun `python -m harness run {name}`")
+    if not record.same_predictions(side, rec):
+        raise HarnessError(f"{art}: fitted in another run than {folder / record.RECORD_FILE} (its predictions differ "
+                           f"from the committed ones); rerun `python -m harness run {name}`")
+    return art, rec
 
 
 def default_model(leaderboard_csv: Path | None = None, cache_dir: Path | None = None,
                   models_dir: Path | None = None, results_dir: Path | None = None) -> str:
-    """The best-ranked of our rows in leaderboard.csv that has a saved artifact; else
-    DEFAULT_MODEL when it has one; else a HarnessError naming the command to run."""
+    """The best-ranked of our rows in leaderboard.csv whose saved model belongs to its
+    committed run record; else DEFAULT_MODEL when it has one; else a HarnessError naming
+    the command to run."""
     leaderboard_csv = Path(leaderboard_csv or paths.output_dir() / "leaderboard.csv")
     models_dir = Path(models_dir or paths.models_dir())
     ours = []
@@ -121,17 +145,7 @@ def load_fitted(name: str, cache_dir: Path | None = None, models_dir: Path | Non
     if bench is None:
         raise HarnessError(f"{results_dir / name}: no run record; run `python -m harness run {name}`")
     folder = record.results_folder(results_dir, name, bench)
-    rec = record.read(folder / record.RECORD_FILE)
-    art = artifact_path(name, bench, cache_dir)
-    if not art.is_file():
-        raise HarnessError(f"no trained model {name} in {art}: run `python -m harness run {name}`")
-    side = record.read(art.parent / record.SIDECAR_FILE)
-    if record.sha256_file(art) != side["sha256"].get("artifact"):
-        raise HarnessError(f"{art}: does not match its record {art.parent / record.SIDECAR_FILE} (replaced or damaged); "
-                           f"rerun `python -m harness run {name}`")
-    if not record.same_predictions(side, rec):
-        raise HarnessError(f"{art}: fitted in another run than {folder / record.RECORD_FILE} (its predictions differ "
-                           f"from the committed ones); rerun `python -m harness run {name}`")
+    art, rec = _checked_artifact(name, bench, results_dir, cache_dir)
     fitted = Fitted(name, _load_estimator(name, art, models_dir), benchmark=bench, record=rec)
     try:
         val = folder / record.VAL_FILE

@@ -1,398 +1,204 @@
-"""``python -m harness predict FILE...``: the k-point length, its safe bound L90 and the
-k-meshes they give, for POSCAR / CIF files, with a model trained by ``harness run``.
+"""``kspacing predict FILE...`` (= ``python -m harness predict``): the k-point length, its
+calibrated safe bound and the k-meshes they give, for POSCAR / CIF files, with a model
+trained by ``harness run``; optionally written as VASP KPOINTS, Quantum ESPRESSO
+``K_POINTS`` cards, ASE ``kpts`` and JSON files.
 
-The estimator gets exactly what training gave it (harness/data.py): a DataFrame indexed
-by an id (here the file name) with columns ``formula`` (reduced formula) and ``atoms``
-(jarvis ``Atoms``). L90 = ŷ + q̂ floored to the 5 Å grid (harness/conformal.py), q̂
-from the model's ``results/<name>/val_predictions.csv.zip`` against the split's val truth.
-Meshes are jarvis' own ``Kpoints3D().automatic_length_mesh`` (Gamma-centred).
-
-Every bad input is a one-line error naming the file; the other files are still
-processed and the exit code is 1 if any failed. Heavy imports stay inside functions:
-cli.py imports this module to register the subcommand.
+The work is done by ``harness.api`` (reading and checks: ``harness.structure_io``;
+file formats and output paths: ``harness.kpoint_outputs``); this module parses
+arguments and prints. Every bad input is a one-line error naming the file; the other
+files are still processed and the exit code is 1 if any failed. Heavy imports stay
+inside functions: cli.py imports this module to register the subcommand.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import re
 import sys
-import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness import paths
+from harness import structure_io as sio
+from harness.api import DEFAULT_ALPHA
 from harness.errors import HarnessError
+from harness.kpoint_outputs import FILE_NAMES, FORMATS
 
-# The model used when leaderboard.csv names none of ours with a saved artifact
-# (e.g. a fresh clone where only this one was trained).
-DEFAULT_MODEL = "rf_composition"
-# A lattice direction whose largest empty gap between atom layers exceeds this is
-# vacuum: a 2D / slab / molecule cell, outside what the bulk (dft_3d) models learned.
-# The 17,279 offline dft_3d structures have at most 9.2 Å (median 1.4 Å, 99.9 % < 5.8 Å);
-# slabs are built with >= 10-15 Å of vacuum (jarvis' own default: 18-20 Å).
-VACUUM_GAP_A = 10.0
-CIF_SUFFIXES = (".cif", ".mcif")
+VACUUM_GAP_A = sio.VACUUM_GAP_A
+vacuum_gap = sio.vacuum_gap
 
 
-@dataclass
-class Result:
-    file: str
-    id: str
-    formula: str = ""
-    num_atoms: int = 0
-    predicted_length: float | None = None
-    mesh: list[int] = field(default_factory=list)
-    kpoints: int | None = None
-    l90: float | None = None
-    mesh_l90: list[int] = field(default_factory=list)
-    kpoints_l90: int | None = None
-    kpoints_file: str | None = None
-    error: str | None = None
+# ---------------------------------------------------------------- output
 
 
-# ---------------------------------------------------------------- structures
+def _level(alpha: float) -> str:
+    return f"{100 * (1 - alpha):g}"
 
 
-def read_structure(path: Path):
-    """jarvis ``Atoms`` from a CIF (pymatgen's parser) or a POSCAR/CONTCAR/.vasp file
-    (jarvis' ``Poscar``); HarnessError ``path: fault`` otherwise."""
-    path = Path(path)
-    if not path.exists():
-        raise HarnessError(f"{path}: no such file")
-    if path.is_dir():
-        raise HarnessError(f"{path}: is a directory, expected a POSCAR or CIF file")
-    try:
-        text = path.read_text(encoding="utf-8", errors="strict")
-    except (OSError, UnicodeDecodeError) as err:
-        raise HarnessError(f"{path}: cannot read as text ({type(err).__name__})") from None
-    if not text.strip():
-        raise HarnessError(f"{path}: empty file")
-    if path.suffix.lower() in CIF_SUFFIXES:
-        return _read_cif(path, text)
-    return _read_poscar(path, text)
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200] or type(err).__name__
-
-
-def _read_cif(path: Path, text: str):
-    import io
-
-    from jarvis.core.atoms import pmg_to_atoms
-    from pymatgen.io.cif import CifParser
-
-    if "_atom_site_" not in text:
-        raise HarnessError(f"{path}: no atoms (the CIF has no _atom_site_ loop)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            structures = CifParser(io.StringIO(text)).parse_structures(primitive=False, on_error="raise")
-    except Exception as err:  # pymatgen raises many types on malformed CIF
-        raise HarnessError(f"{path}: cannot read as CIF ({type(err).__name__}: {_one_line(err)})") from None
-    if not structures:
-        raise HarnessError(f"{path}: no structure (no atoms) in the CIF")
-    s = structures[0]
-    if not s.is_ordered:
-        raise HarnessError(f"{path}: partial occupancies are not supported (give an ordered cell)")
-    return pmg_to_atoms(s)
-
-
-def _read_poscar(path: Path, text: str):
-    from jarvis.io.vasp.inputs import Poscar
-
-    try:
-        atoms = Poscar.from_string(text).atoms
-    except Exception as err:  # jarvis' parser raises IndexError/ValueError/... on malformed input
-        if _poscar_has_no_atoms(text):
-            raise HarnessError(f"{path}: no atoms (the POSCAR's atom counts are empty or zero)") from None
-        raise HarnessError(f"{path}: cannot read as POSCAR ({type(err).__name__}: {_one_line(err)}); "
-                           f"CIF files need a .cif suffix") from None
-    return atoms
-
-
-def _poscar_has_no_atoms(text: str) -> bool:
-    """The species/count lines (6-7) hold no positive count."""
-    lines = text.splitlines()
-    if len(lines) < 6:
-        return False
-    return sum(int(t) for ln in lines[5:7] for t in ln.split() if t.isdigit()) == 0
-
-
-def vacuum_gap(atoms) -> tuple[int, float]:
-    """(lattice axis, Å): the largest empty gap between atom layers along any lattice
-    direction, measured perpendicular to the other two vectors (fractional gap ×
-    interplanar spacing 1/|b_i|), periodic wrap included."""
-    import numpy as np
-
-    lat = np.asarray(atoms.lattice_mat, dtype=float)
-    d = 1.0 / np.linalg.norm(np.linalg.inv(lat).T, axis=1)
-    f = np.asarray(atoms.frac_coords, dtype=float) % 1.0
-    best = (0, 0.0)
-    for i in range(3):
-        x = np.sort(f[:, i])
-        gap = float(np.max(np.diff(np.concatenate([x, [x[0] + 1.0]]))) * d[i])
-        if gap > best[1]:
-            best = (i, gap)
-    return best
-
-
-def check_structure(atoms, where: str) -> None:
-    """Refuse what the bulk models cannot answer: no atoms, unknown elements,
-    a degenerate cell, a vacuum (2D/slab) axis."""
-    import numpy as np
-    from pymatgen.core.periodic_table import Element
-
-    if atoms is None or atoms.num_atoms == 0:
-        raise HarnessError(f"{where}: no atoms")
-    unknown = sorted({str(e) for e in atoms.elements if not Element.is_valid_symbol(str(e))})
-    if unknown:
-        raise HarnessError(f"{where}: unknown element(s) {', '.join(unknown)}")
-    lat = np.asarray(atoms.lattice_mat, dtype=float)
-    if lat.shape != (3, 3) or not np.all(np.isfinite(lat)) or abs(np.linalg.det(lat)) < 1e-6:
-        raise HarnessError(f"{where}: degenerate lattice (zero cell volume)")
-    if not np.all(np.isfinite(np.asarray(atoms.frac_coords, dtype=float))):
-        raise HarnessError(f"{where}: non-finite atom coordinates")
-    axis, gap = vacuum_gap(atoms)
-    if gap > VACUUM_GAP_A:
-        raise HarnessError(f"{where}: looks like a 2D/slab cell: {gap:.1f} Å of vacuum between atom layers along "
-                           f"lattice vector {'abc'[axis]} (> {VACUUM_GAP_A:g} Å); the models are for bulk 3D crystals")
-
-
-# ---------------------------------------------------------------- model
-
-
-def artifact_path(name: str, cache_dir: Path | None = None) -> Path:
-    from harness.runner import artifact_path as _artifact_path
-
-    return _artifact_path(cache_dir or paths.cache_dir(), name)
-
-
-def default_model(leaderboard_csv: Path | None = None, cache_dir: Path | None = None,
-                  models_dir: Path | None = None) -> str:
-    """The best-ranked row of leaderboard.csv that is ours (a model folder) and has a
-    saved artifact; else DEFAULT_MODEL when it has one; else a HarnessError naming the
-    command to run."""
-    leaderboard_csv = Path(leaderboard_csv or paths.LEADERBOARD_CSV)
-    models_dir = Path(models_dir or paths.MODELS_DIR)
-    ours = []
-    try:
-        with open(leaderboard_csv, newline="", encoding="utf-8") as f:
-            ours = [r["model"] for r in csv.DictReader(f)
-                    if r.get("kind") != "reference" and (models_dir / r.get("model", "")).is_dir()]
-    except (OSError, KeyError, csv.Error):
-        pass
-    for name in ours + [DEFAULT_MODEL]:
-        if artifact_path(name, cache_dir).is_file():
-            return name
-    best = ours[0] if ours else DEFAULT_MODEL
-    raise HarnessError(f"no trained model in {artifact_path('NAME', cache_dir).parent.parent}: run "
-                       f"`python -m harness run {best}` (or pass --model NAME of a trained one)")
-
-
-def load_model(name: str, cache_dir: Path | None = None, models_dir: Path | None = None):
-    """The estimator ``harness run NAME`` saved (no retraining). The model module is
-    imported first so that its classes unpickle."""
-    import joblib
-
-    from harness import registry
-
-    folder = Path(models_dir or paths.MODELS_DIR) / name
-    if not folder.is_dir():
-        raise HarnessError(f"no model folder {folder}")
-    path = artifact_path(name, cache_dir)
-    if not path.is_file():
-        raise HarnessError(f"no trained model {name} in {path}: run `python -m harness run {name}`")
-    registry.read_folder(folder).load_module()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. scikit-learn version notes; a real mismatch fails below
-            return joblib.load(path)
-    except Exception as err:
-        raise HarnessError(f"{path}: cannot load the fitted model ({type(err).__name__}: {_one_line(err)}); "
-                           f"rerun `python -m harness run {name}`") from None
-
-
-def calibration_offset(name: str, results_dir: Path | None = None) -> tuple[float, int]:
-    """(q̂, n): the conformal offset from results/<name>/val_predictions.csv.zip, scored
-    against the published split's val truth (never the file's own target column)."""
-    from harness import conformal
-    from harness.benchmark import load_spec, load_split
-    from harness.submission import read_csv_zip
-
-    path = Path(results_dir or paths.RESULTS_DIR) / name / "val_predictions.csv.zip"
-    if not path.is_file():
-        raise HarnessError(f"{path}: missing, so no L90; run `python -m harness run {name}`")
-    rows = read_csv_zip(path)
-    truth = load_split(load_spec()).targets["val"]
-    unknown = [i for i in rows.ids if i not in truth]
-    if unknown or len(set(rows.ids)) != len(rows.ids):
-        raise HarnessError(f"{path}: ids not unique val ids of the split (e.g. {(unknown or rows.ids)[0]})")
-    y = [truth[i] for i in rows.ids]
-    return conformal.conformal_offset(y, rows.predictions), len(y)
-
-
-# ---------------------------------------------------------------- predict
-
-
-def _ids(files: list[Path]) -> list[str]:
-    names = [p.name for p in files]
-    return [p.name if names.count(p.name) == 1 else str(p) for p in files]
-
-
-def _mesh(atoms, length: float) -> list[int]:
-    from harness.kpoints import kpoints3d
-
-    return [int(n) for n in kpoints3d(atoms.lattice_mat, length).kpts[0]]
-
-
-def _safe_name(jid: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", jid).strip("._") or "structure"
-
-
-def predict_files(files: list[Path], model: str, offset: float | None, kpoints_dir: Path | None = None,
-                  kpoints_length: str = "l90", cache_dir: Path | None = None,
-                  models_dir: Path | None = None) -> list[Result]:
-    import numpy as np
-    import pandas as pd
-
-    from harness import conformal
-    from harness.kpoints import kpoints3d
-
-    files = [Path(f) for f in files]
-    results = [Result(file=str(f), id=i) for f, i in zip(files, _ids(files))]
-    good = []
-    for f, r in zip(files, results):
-        try:
-            atoms = read_structure(f)
-            check_structure(atoms, str(f))
-        except HarnessError as err:
-            r.error = str(err)
-            continue
-        r.formula, r.num_atoms = atoms.composition.reduced_formula, int(atoms.num_atoms)
-        good.append((r, atoms))
-    if not good:
-        return results
-    estimator = load_model(model, cache_dir, models_dir)
-    X = pd.DataFrame({"formula": [r.formula for r, _ in good], "atoms": [a for _, a in good]},
-                     index=pd.Index([r.id for r, _ in good], name="jid"))
-    try:
-        pred = np.asarray(estimator.predict(X), dtype=float).ravel()
-        if len(pred) != len(good):
-            raise ValueError(f"{len(pred)} predictions for {len(good)} structures")
-    except Exception:  # isolate the structure the model cannot handle
-        pred = np.full(len(good), np.nan)
-        for k, (r, _) in enumerate(good):
-            try:
-                pred[k] = float(np.asarray(estimator.predict(X.iloc[[k]]), dtype=float).ravel()[0])
-            except Exception as err:
-                r.error = f"{r.file}: model {model} failed on this structure ({type(err).__name__}: {_one_line(err)})"
-    for (r, atoms), y in zip(good, pred):
-        if r.error:
-            continue
-        if not np.isfinite(y):
-            r.error = f"{r.file}: model {model} gave a non-finite length"
-            continue
-        r.predicted_length = float(y)
-        r.mesh = _mesh(atoms, float(y))
-        r.kpoints = int(np.prod(r.mesh))
-        if offset is not None:
-            r.l90 = float(conformal.upper_bound(float(y), offset))
-            r.mesh_l90 = _mesh(atoms, r.l90)
-            r.kpoints_l90 = int(np.prod(r.mesh_l90))
-        if kpoints_dir is not None:
-            L = r.l90 if (kpoints_length == "l90" and r.l90 is not None) else float(y)
-            out = Path(kpoints_dir) / _safe_name(r.id) / "KPOINTS"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            kpoints3d(atoms.lattice_mat, L).write_file(str(out))
-            r.kpoints_file = str(out)
-    return results
-
-
-def _fmt_mesh(mesh: list[int], n: int | None) -> str:
+def _fmt_mesh(mesh, n) -> str:
     return f"{'x'.join(map(str, mesh))} ({n:,})" if mesh else "-"
 
 
-def render_text(model: str, offset: float | None, n_cal: int, results: list[Result]) -> str:
-    from harness import conformal
-
-    ok = [r for r in results if r.error is None]
-    head = f"model {model}: "
-    if offset is not None:
-        head += (f"L90 = floor_{conformal.GRID:g}(L + {offset:.2f} Å), the split-conformal {100 * (1 - conformal.ALPHA):g} % "
-                 f"bound calibrated on {n_cal:,} val materials")
-    else:
-        head += "no L90 (see warning)"
-    lines = [head]
-    if ok:
-        w = max(len("structure"), *(len(r.id) for r in ok))
-        wf = max(len("formula"), *(len(r.formula) for r in ok))
-        lines.append(f"{'structure':<{w}}  {'formula':<{wf}}  {'L (Å)':>7}  {'mesh (k-points)':<20}  {'L90 (Å)':>7}  mesh (k-points)")
-        for r in ok:
-            l90 = f"{r.l90:>7g}" if r.l90 is not None else f"{'-':>7}"
-            line = (f"{r.id:<{w}}  {r.formula:<{wf}}  {r.predicted_length:>7.1f}  {_fmt_mesh(r.mesh, r.kpoints):<20}  "
-                    f"{l90}  {_fmt_mesh(r.mesh_l90, r.kpoints_l90)}")
-            if r.kpoints_file:
-                line += f"  -> {r.kpoints_file}"
-            lines.append(line)
+def render_text(header: str, preds) -> str:
+    ok = [p for p in preds if p.ok]
+    lines = [header] if header else []
+    if not ok:
+        return "\n".join(lines)
+    level = _level(ok[0].alpha)
+    w = max(len("structure"), *(len(p.id) for p in ok))
+    wf = max(len("formula"), *(len(p.formula or "") for p in ok))
+    lines.append(f"{'structure':<{w}}  {'formula':<{wf}}  {'L (Å)':>7}  {'mesh (k-points)':<20}  {f'L{level} (Å)':>8}  "
+                 f"mesh (k-points)")
+    notes = []
+    for p in ok:
+        if p.dimensionality == 0:
+            line = f"{p.id:<{w}}  {p.formula:<{wf}}  {'0D':>7}  {'1x1x1 (1) Γ-only':<20}  {'-':>8}  1x1x1 (1)"
+        else:
+            safe = f"{p.safe_length:>8g}" if p.safe_length is not None else f"{'-':>8}"
+            line = (f"{p.id:<{w}}  {p.formula:<{wf}}  {p.predicted_length:>7.1f}  {_fmt_mesh(p.mesh, p.kpoints):<20}  "
+                    f"{safe}  {_fmt_mesh(p.safe_mesh, p.safe_kpoints)}")
+        shown = [c for c in p.flags if c != "uncalibrated"]
+        if shown:
+            line += f"  [{', '.join(shown)}]"
+        if p.files:
+            line += f"  -> {', '.join(p.files)}"
+        lines.append(line)
+        notes += [f"  {p.id}: {p.flags[c]}" for c in shown]
+    if notes:
+        lines += ["flags (outside the training data, or Γ-only):", *notes]
     return "\n".join(lines)
 
 
-def cmd_predict(args) -> int:
-    from harness import conformal
+def _formats(values: list[str] | None) -> list[str]:
+    out = []
+    for v in values or ["vasp"]:
+        for f in v.split(","):
+            f = f.strip().lower()
+            if f not in FORMATS:
+                raise HarnessError(f"--format {f}: one of {', '.join(FORMATS)}")
+            out.append(f)
+    return list(dict.fromkeys(out))
 
-    model = args.model or default_model()
-    folder = paths.MODELS_DIR / model
-    if not folder.is_dir():
-        raise HarnessError(f"no model folder {folder}")
-    if not artifact_path(model).is_file():
-        raise HarnessError(f"no trained model {model} in {artifact_path(model)}: run `python -m harness run {model}`")
-    try:
-        offset, n_cal = calibration_offset(model, Path(args.results_dir) if args.results_dir else None)
-    except HarnessError as err:
-        offset, n_cal = None, 0
-        print(f"warning: {err}", file=sys.stderr)
-    results = predict_files([Path(f) for f in args.files], model, offset,
-                            kpoints_dir=Path(args.kpoints_dir) if args.kpoints_dir else None,
-                            kpoints_length=args.kpoints_length)
-    failed = [r for r in results if r.error]
-    for r in failed:
-        print(f"error: {r.error}", file=sys.stderr)
+
+def cmd_predict(args) -> int:
+    from harness import api
+    from harness import kpoint_outputs as ko
+
+    progress = not args.quiet
+    writing = args.out_dir is not None or args.next_to_input
+    formats = _formats(args.format)
+    which = "safe" if args.kpoints_length in ("safe", "l90") else "predicted"
+    if not 0 < args.alpha < 1:
+        raise HarnessError(f"--alpha {args.alpha}: must be between 0 and 1 (0.1: a 90 % bound)")
+    items = api.collect([Path(f) for f in args.files], max_atoms=args.max_atoms, progress=progress)
+    fitted = None
+    if any(it.error is None and it.dimensionality == 3 for it in items):
+        fitted = api.load_model(args.model, results_dir=Path(args.results_dir) if args.results_dir else None,
+                                progress=progress)
+    preds = api.predict_items(items, fitted, args.alpha, progress)
+
+    level = _level(args.alpha)
+    offset, problem = None, None
+    header = ""
+    if fitted is not None:
+        from harness import conformal
+
+        try:
+            offset = fitted.offset(args.alpha) if fitted.calibrated else None
+            problem = None if fitted.calibrated else (fitted.problem or f"{fitted.name}: no calibration data")
+        except HarnessError as err:
+            problem = str(err)
+        if offset is None:
+            header = f"model {fitted.name}: no L{level} ({problem})"
+            print(f"warning: {problem}", file=sys.stderr)
+        else:
+            header = (f"model {fitted.name}: L{level} = floor_{conformal.GRID:g}(L + {offset:.2f} Å), "
+                      f"the split-conformal {level} % bound calibrated on {fitted.n_cal:,} val materials")
+    uncalibrated = fitted is not None and offset is None
+
+    write_error = None
+    if writing and any(p.ok for p in preds):
+        if uncalibrated and not args.allow_uncalibrated:
+            write_error = (f"model {fitted.name} has no calibrated safe length, so no files were written "
+                           f"(a raw prediction is below the converged length for many materials); pass "
+                           f"--allow-uncalibrated to write meshes of the predicted length anyway")
+        else:
+            if uncalibrated:
+                which = "predicted"
+            try:
+                if args.out_dir is not None:
+                    ko.check_writable(Path(args.out_dir))
+                plan = ko.plan(preds, formats, Path(args.out_dir) if args.out_dir else None, args.next_to_input,
+                               args.overwrite)
+                ko.write(preds, plan, which)
+            except HarnessError as err:
+                write_error = str(err)
+
+    failed = [p for p in preds if p.error]
+    for p in failed:
+        print(f"error: {p.error}", file=sys.stderr)
+    if write_error:
+        print(f"error: {write_error}", file=sys.stderr)
     if args.json:
-        doc = {"model": model,
-               "l90": None if offset is None else {"offset": offset, "alpha": conformal.ALPHA, "grid": conformal.GRID,
-                                                   "n_calibration": n_cal},
-               "structures": [asdict(r) for r in results]}
+        cal = None
+        if offset is not None:
+            from harness import conformal
+
+            cal = {"offset": offset, "alpha": args.alpha, "grid": conformal.GRID, "n_calibration": fitted.n_cal}
+        doc = {"model": None if fitted is None else fitted.name, "calibration": cal,
+               "structures": [p.to_dict() for p in preds]}
         print(json.dumps(doc, indent=2))
     else:
-        print(render_text(model, offset, n_cal, results))
+        print(render_text(header, preds))
     if failed:
-        print(f"{len(failed)} of {len(results)} file(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+        print(f"{len(failed)} of {len(preds)} structure(s) failed", file=sys.stderr)
+    return 1 if failed or write_error else 0
 
 
 def add_parser(sub) -> None:
     """Register ``predict`` on cli.py's subparsers."""
     p = sub.add_parser(
-        "predict", help="k-point length, safe L90 and k-meshes for POSCAR/CIF files (a model trained by `run`)",
+        "predict", help="k-point length, safe bound and k-meshes for POSCAR/CIF files; KPOINTS / QE / ASE / JSON files",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Predict the converged k-point length L of each structure with a model trained by\n"
         "`python -m harness run NAME` (its saved artifact; nothing is retrained), its safe length L90\n"
-        "(split-conformal 90 % upper bound calibrated on the model's val predictions, floored to the\n"
-        "5 Å grid), and the Gamma-centred mesh each gives (jarvis Kpoints3D().automatic_length_mesh).\n\n"
-        "Files: *.cif / *.mcif are read as CIF (pymatgen), anything else as POSCAR/CONTCAR (jarvis-tools).\n"
-        "Refused with a one-line error each, the other files still processed, exit 1: a missing or\n"
-        "unreadable file, no atoms, unknown elements, a 2D/slab cell (an empty gap > "
-        f"{VACUUM_GAP_A:g} Å between atom\nlayers along a lattice vector).")
-    p.add_argument("files", nargs="+", metavar="FILE", help="POSCAR/CONTCAR/.vasp or .cif files")
+        "(split-conformal upper bound at level 1 - alpha calibrated on the model's val predictions,\n"
+        "floored to the 5 Å grid), and the Gamma-centred mesh each gives (n_i = max(1, int(L·|b_i| + 0.5))).\n\n"
+        "Files: POSCAR/CONTCAR (VASP 5/6; VASP 4 when the comment line names the species; a negative\n"
+        "scale is the cell volume) or CIF (by suffix or content; each data block with atoms is one\n"
+        "structure, id FILE#BLOCK).\n"
+        "Refused with a one-line error each, the other structures still processed, exit 1: a missing,\n"
+        f"unreadable or > {sio.MAX_FILE_BYTES // 2**20} MiB file, no atoms, unknown elements, more than "
+        "--max-atoms atoms,\npartial occupancies, a degenerate cell (< "
+        f"{sio.MIN_VOLUME_PER_ATOM_A3:g} Å³ per atom, lattice planes < {sio.MIN_PLANE_SPACING_A:g} Å apart), "
+        f"atoms closer\nthan {sio.MIN_DISTANCE_A:g} Å, a 2D/1D cell (> {sio.VACUUM_GAP_A:g} Å of vacuum along one or "
+        "two lattice vectors), a mesh\nbeyond "
+        f"{sio.MAX_MESH_AXIS} per axis or {sio.MAX_KPOINTS:,} k-points. A molecule in a box (≥ {sio.MOLECULE_GAP_A:g} Å "
+        "of vacuum along all three\nvectors) gets the Γ-only mesh 1x1x1 without a model.\n\n"
+        "Output files (--out-dir DIR or --next-to-input, formats by --format): "
+        + ", ".join(f"{f} -> {n}" for f, n in FILE_NAMES.items()) + ".\n"
+        "With --out-dir, each input keeps its path relative to the current folder (a file outside it:\n"
+        "its whole path): runs/Si/POSCAR -> DIR/runs/Si/POSCAR/KPOINTS (+ /<block>/ for a multi-block CIF).\n"
+        "Two structures mapping to one file are both refused; existing files are never overwritten\n"
+        "without --overwrite. A model without calibration writes nothing unless --allow-uncalibrated.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="POSCAR/CONTCAR/.vasp or CIF files")
     p.add_argument("--model", help="trained model name (default: the best-ranked model of leaderboard.csv that has a saved "
-                   f"artifact under $KSPACING_CACHE_DIR/artifacts/, else {DEFAULT_MODEL})")
-    p.add_argument("--kpoints-dir", metavar="DIR", help="write DIR/<file name>/KPOINTS (VASP, Gamma-centred) per structure")
-    p.add_argument("--kpoints-length", choices=["l90", "predicted"], default="l90",
-                   help="which length the KPOINTS files use (default l90, the safe one)")
+                   "artifact under $KSPACING_CACHE_DIR, else rf_composition)")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help="the safe length covers the converged one for a fraction 1 - ALPHA of materials (default 0.1)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out-dir", "--kpoints-dir", dest="out_dir", metavar="DIR",
+                       help="write the output files under DIR/<input path>/ (see above)")
+    where.add_argument("--next-to-input", action="store_true",
+                       help="write the output files in each input file's own folder (e.g. KPOINTS next to POSCAR)")
+    p.add_argument("--format", action="append", metavar="FMT",
+                   help=f"output file format(s), repeatable or comma-separated: {', '.join(FORMATS)} (default vasp)")
+    p.add_argument("--kpoints-length", choices=["safe", "predicted", "l90"], default="safe",
+                   help="which length the files use (default safe = the calibrated bound; l90 is an alias)")
+    p.add_argument("--allow-uncalibrated", action="store_true",
+                   help="write files even when the model has no calibration (then with the raw predicted length)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    p.add_argument("--results-dir", help="where results/<model>/val_predictions.csv.zip is read (default: results/)")
+    p.add_argument("--max-atoms", type=int, default=sio.MAX_ATOMS,
+                   help=f"refuse structures with more atoms (default {sio.MAX_ATOMS:,})")
+    p.add_argument("--results-dir", help="results folder with the models' run records and val predictions (default: results/)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_predict)

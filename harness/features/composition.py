@@ -40,8 +40,9 @@ def _cache_file(cache_dir: Path, presets: tuple[str, ...]) -> Path:
     return Path(cache_dir) / "features" / f"composition-{key}.pkl"
 
 
-def composition_features(formulas: list[str], cache_dir: Path, presets: tuple[str, ...] = PRESETS) -> pd.DataFrame:
-    """One row per input formula (same order), NaN where a featurizer has no data."""
+def composition_features(formulas: list[str], cache_dir: Path | None, presets: tuple[str, ...] = PRESETS) -> pd.DataFrame:
+    """One row per input formula (same order), NaN where a featurizer has no data.
+    ``cache_dir`` None: computed without a cache."""
 
     def compute(todo):
         feat = _featurizer(presets)
@@ -56,4 +57,4 @@ def composition_features(formulas: list[str], cache_dir: Path, presets: tuple[st
                 rows.append(feat.featurize(comp))
         return pd.DataFrame(rows, index=pd.Index(todo, name="formula"), columns=feat.feature_labels(), dtype=float)
 
-    return cached_rows(_cache_file(cache_dir, presets), list(formulas), compute)
+    return cached_rows(None if cache_dir is None else _cache_file(cache_dir, presets), list(formulas), compute)

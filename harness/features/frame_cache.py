@@ -12,9 +12,13 @@ import pandas as pd
 from harness import atomic
 
 
-def cached_rows(path: Path, keys: list[str], compute: Callable[[list[str]], pd.DataFrame]) -> pd.DataFrame:
+def cached_rows(path: Path | None, keys: list[str], compute: Callable[[list[str]], pd.DataFrame]) -> pd.DataFrame:
     """The rows of ``keys`` (same order, repeats allowed). Keys missing from the file at
-    ``path`` are computed by ``compute(missing keys) -> DataFrame indexed by them``."""
+    ``path`` are computed by ``compute(missing keys) -> DataFrame indexed by them``.
+    ``path`` None: no cache, everything is computed. A cache that cannot be written
+    (read-only, full disk) is used as it is; the new rows are returned, not stored."""
+    if path is None:
+        return compute(list(dict.fromkeys(keys))).loc[list(keys)]
     cached = pd.DataFrame()
     if path.is_file():
         try:
@@ -26,6 +30,9 @@ def cached_rows(path: Path, keys: list[str], compute: Callable[[list[str]], pd.D
     if todo:
         new = compute(todo)
         cached = pd.concat([cached, new]) if len(cached) else new
-        with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            pickle.dump(cached, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                pickle.dump(cached, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        except OSError:  # a read-only or full cache: the rows are still returned, just not kept
+            pass
     return cached.loc[list(keys)]

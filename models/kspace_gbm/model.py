@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from harness import ModelContext
+from harness import ModelContext, paths
 from harness.features.composition import composition_features
 from harness.features.metallicity import fitted_metallicity
 from harness.features.physics import mesh_change_lengths, physics_features, reciprocal_lengths
@@ -59,9 +59,20 @@ class KSpaceGBM(BaseEstimator, RegressorMixin):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
+    def __getstate__(self):
+        # A fitted model carries no path: the training cache stays out of the artifact, and
+        # after loading, features are cached in the user's cache ($KSPACING_CACHE_DIR), resolved
+        # when predict runs (a cache that cannot be written is skipped).
+        state = super().__getstate__()
+        state["cache_dir"] = None
+        return state
+
+    def _cache_dir(self):
+        return self.cache_dir if self.cache_dir is not None else paths.cache_dir()
+
     def _features(self, X) -> pd.DataFrame:
-        parts = [physics_features(X["atoms"], self.cache_dir),
-                 composition_features(list(X["formula"]), self.cache_dir).reset_index(drop=True)]
+        parts = [physics_features(X["atoms"], self._cache_dir()),
+                 composition_features(list(X["formula"]), self._cache_dir()).reset_index(drop=True)]
         if self.metallicity:
             parts.append(self.metallicity_.transform(X["formula"]))
         F = pd.concat(parts, axis=1)

@@ -8,7 +8,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 
-from harness import ModelContext
+from harness import ModelContext, paths
 from harness.features.composition import composition_features
 
 
@@ -21,8 +21,19 @@ class RFComposition(BaseEstimator, RegressorMixin):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
+    def __getstate__(self):
+        # A fitted model carries no path: the training cache stays out of the artifact, and
+        # after loading, features are cached in the user's cache ($KSPACING_CACHE_DIR), resolved
+        # when predict runs (a cache that cannot be written is skipped).
+        state = super().__getstate__()
+        state["cache_dir"] = None
+        return state
+
+    def _cache_dir(self):
+        return self.cache_dir if self.cache_dir is not None else paths.cache_dir()
+
     def _features(self, X):
-        return composition_features(list(X["formula"]), self.cache_dir).to_numpy()
+        return composition_features(list(X["formula"]), self._cache_dir()).to_numpy()
 
     def fit(self, X, y):
         self.pipeline_ = make_pipeline(
