@@ -462,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness import numeric_env
+
+    numeric_env.apply()  # before numpy loads: the same kernels on every machine (see numeric_env.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run" and not args.all and not args.names:

@@ -17,34 +17,42 @@ qhull). Slower BLAS does not matter here: featurization is per structure and sma
 
 from __future__ import annotations
 
+import os
 import platform
+import sys
 
 # A kernel every x86-64 CPU that runs numpy 2 wheels (x86-64-v2) supports.
 OPENBLAS_KERNEL = "Nehalem"
-
-
-def dispatched_features() -> list[str]:
-    """numpy's run-time dispatch targets this CPU has beyond the compiled baseline."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
-    except ImportError:  # numpy < 2
-        from numpy.core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
-    return [f for f in __cpu_dispatch__ if __cpu_features__.get(f) and f not in __cpu_baseline__]
+# numpy's run-time dispatch targets above its baseline (numpy 2.4 names, and older
+# ones); names a CPU or numpy version does not know are ignored by numpy.
+DISPATCH_TARGETS = ("X86_V3", "X86_V4", "AVX512_ICL", "AVX512_SPR", "AVX2", "FMA3", "AVX512F", "AVX512CD",
+                    "AVX512_SKX", "AVX512_CLX", "AVX512_CNL", "F16C", "AVX", "ASIMDHP", "ASIMDDP", "ASIMDFHM",
+                    "SVE")
 
 
 def canonical_env() -> dict[str, str]:
-    # Boosters and torch take their thread counts as explicit parameters; only BLAS is pinned here.
-    env = {"OPENBLAS_NUM_THREADS": "1"}
-    disable = dispatched_features()
-    if disable:
-        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(disable)
+    env = {"OPENBLAS_NUM_THREADS": "1", "NPY_DISABLE_CPU_FEATURES": " ".join(DISPATCH_TARGETS)}
     if platform.machine() in ("x86_64", "AMD64"):
         env["OPENBLAS_CORETYPE"] = OPENBLAS_KERNEL
     return env
 
 
-def describe() -> dict[str, str]:
-    """What the current process runs with (for the run record)."""
-    import os
+def apply() -> bool:
+    """Set the canonical environment for this process; effective only before numpy is
+    imported (the CLI calls it first thing). Returns whether it took effect."""
+    if "numpy" in sys.modules:
+        return False
+    os.environ.update(canonical_env())
+    return True
 
-    return {k: os.environ.get(k, "") for k in ("NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")}
+
+def describe() -> dict:
+    """What the current process runs with (for the run record)."""
+    import numpy as np
+
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return {"numpy_dispatch": [f for f in __cpu_dispatch__ if __cpu_features__.get(f)],  # [] when pinned
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""), "numpy": np.__version__}

@@ -9,6 +9,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from harness.features.robust import canonical
 from harness.features.structure import featurize_structures
 
 
@@ -42,7 +43,8 @@ class MatminerXGBoost(BaseEstimator, RegressorMixin):
         self.n_jobs = n_jobs
 
     def _features(self, X) -> np.ndarray:
-        return featurize_structures(X, self.feature_cache_dir, n_jobs=self.n_jobs).to_numpy()
+        # Rounded: last-bit differences between machines must not move a histogram bin.
+        return canonical(featurize_structures(X, self.feature_cache_dir, n_jobs=self.n_jobs).to_numpy(dtype=float))
 
     def _regressor(self):
         from xgboost import XGBRegressor

@@ -26,13 +26,14 @@ from harness import ModelContext, paths
 from harness.features.composition import composition_features
 from harness.features.metallicity import fitted_metallicity
 from harness.features.physics import mesh_change_lengths, physics_features, reciprocal_lengths
+from harness.features.robust import canonical, canonical_frame
 
 
 def snap_to_mesh_changes(pred, atoms_list, lo: int = 10, hi: int = 200) -> np.ndarray:
     """Each prediction moved to the nearest L in [lo, hi] (5-step grid) whose mesh differs from L-5's."""
     out = np.empty(len(pred))
     for i, (p, atoms) in enumerate(zip(pred, atoms_list)):
-        allowed = mesh_change_lengths(reciprocal_lengths(atoms.lattice_mat), lo=lo, hi=hi)
+        allowed = mesh_change_lengths(canonical(reciprocal_lengths(atoms.lattice_mat)), lo=lo, hi=hi)
         if len(allowed) == 0:
             out[i] = float(np.clip(np.round(p / 5) * 5, lo, hi))
         else:
@@ -77,7 +78,9 @@ class KSpaceGBM(BaseEstimator, RegressorMixin):
             parts.append(self.metallicity_.transform(X["formula"]))
         F = pd.concat(parts, axis=1)
         F.columns = [str(c) for c in F.columns]
-        return F
+        # Rounded (harness/features/robust.py): a cosine that is 0.0 on one machine or file
+        # and 1.6e-16 on another must not pick a different LightGBM branch.
+        return canonical_frame(F)
 
     def fit(self, X, y):
         import lightgbm as lgb

@@ -10,6 +10,7 @@ from sklearn.pipeline import make_pipeline
 
 from harness import ModelContext, paths
 from harness.features.composition import composition_features
+from harness.features.robust import canonical
 
 
 class RFComposition(BaseEstimator, RegressorMixin):
@@ -33,7 +34,8 @@ class RFComposition(BaseEstimator, RegressorMixin):
         return self.cache_dir if self.cache_dir is not None else paths.cache_dir()
 
     def _features(self, X):
-        return composition_features(list(X["formula"]), self._cache_dir()).to_numpy()
+        # Rounded (harness/features/robust.py): the same inputs on every machine.
+        return canonical(composition_features(list(X["formula"]), self._cache_dir()).to_numpy(dtype=float))
 
     def fit(self, X, y):
         self.pipeline_ = make_pipeline(
