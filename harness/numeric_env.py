@@ -56,3 +56,15 @@ def describe() -> dict:
         from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
     return {"numpy_dispatch": [f for f in __cpu_dispatch__ if __cpu_features__.get(f)],  # [] when pinned
             "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""), "numpy": np.__version__}
+
+
+def tag() -> str:
+    """Short name of the numeric environment, part of every feature-cache key: rows
+    computed under other kernels are never mixed with the pinned ones."""
+    import hashlib
+    import json
+
+    d = describe()
+    if not d["numpy_dispatch"] and d["openblas_coretype"] in ("", OPENBLAS_KERNEL):
+        return "pinned" if d["openblas_coretype"] else "baseline"
+    return "native-" + hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]

@@ -36,7 +36,9 @@ def _featurizer(presets: tuple[str, ...]) -> MultipleFeaturizer:
 def _cache_file(cache_dir: Path, presets: tuple[str, ...]) -> Path:
     import matminer
 
-    key = hashlib.sha256(f"{presets}|matminer {matminer.__version__}".encode()).hexdigest()[:16]
+    from harness import numeric_env
+
+    key = hashlib.sha256(f"{presets}|matminer {matminer.__version__}|{numeric_env.tag()}".encode()).hexdigest()[:16]
     return Path(cache_dir) / "features" / f"composition-{key}.pkl"
 
 

@@ -267,8 +267,10 @@ def fitted_metallicity(cache_dir: Path | None, **params) -> MetallicityModel:
         return model.fit()
     # n_jobs does not change the fitted boosters (hist is deterministic across threads)
     fit_params = sorted((k, v) for k, v in model.get_params().items() if k != "n_jobs")
-    key = hashlib.sha256(repr((fit_params, external_files_digest(), xgboost.__version__,
-                               sklearn.__version__, composition_feature_names())).encode()).hexdigest()[:16]
+    from harness import numeric_env
+
+    key = hashlib.sha256(repr((fit_params, external_files_digest(), xgboost.__version__, sklearn.__version__,
+                               composition_feature_names(), numeric_env.tag())).encode()).hexdigest()[:16]
     path = Path(cache_dir) / "features" / f"metallicity-{key}.joblib"
     if path.is_file():
         try:

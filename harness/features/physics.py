@@ -239,7 +239,9 @@ def structure_physics(atoms) -> dict[str, float]:
 
 
 def _cache_file(cache_dir: Path) -> Path:
-    return Path(cache_dir) / "features" / f"physics-v{FEATURE_VERSION}-spglib{spglib.__version__}.pkl"
+    from harness import numeric_env
+
+    return Path(cache_dir) / "features" / f"physics-v{FEATURE_VERSION}-spglib{spglib.__version__}-{numeric_env.tag()}.pkl"
 
 
 def physics_features(atoms_list, cache_dir: Path | None = None) -> pd.DataFrame:

@@ -388,6 +388,8 @@ def _featurize_batch(items: list) -> tuple[list[str], np.ndarray, list[str], flo
 
 def feature_set_id() -> str:
     import matminer
+
+    from harness import numeric_env
     import pymatgen.core
 
     spec = {
@@ -397,6 +399,7 @@ def feature_set_id() -> str:
         "preprocessing": PREPROCESSING,
         "matminer": matminer.__version__,
         "pymatgen": pymatgen.core.__version__,
+        "numeric_env": numeric_env.tag(),
     }
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     return f"{FEATURE_SET}-v{ENGINE_VERSION}-{digest}"
