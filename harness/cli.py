@@ -334,6 +334,18 @@ def cmd_reproduce(args) -> int:
     return 0 if all(c.identical and c.val_identical and not c.message for c in results) else 1
 
 
+def cmd_seeds(args) -> int:
+    from harness.seeds import seed_spread
+
+    child_args = {"data_dir": _data_dir(args), "models_dir": _models_dir(args),
+                  "n_jobs": max(1, args.n_jobs // max(1, args.parallel)), "profile": _profile(args.profile)}
+    for name in args.names:
+        doc = seed_spread(name, args.n, child_args, parallel=args.parallel)
+        print(f"{name}: test MAE {doc['mean']:.3f} ± {doc['std']:.3f} over seeds {doc['seeds']} "
+              f"({', '.join(f'{v:.3f}' for v in doc['test_mae'])}) -> results/{name}/{doc['benchmark']}/seeds.json")
+    return 0
+
+
 def cmd_export(args) -> int:
     from harness.export import export
 
@@ -443,6 +455,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--profile", choices=["auto", "cpu", "paper"], default="auto", help="compute profile (as `run`)")
     rp.add_argument("--keep", metavar="DIR", help="write the scratch output under DIR/NAME/ and keep it")
     rp.set_defaults(func=cmd_reproduce)
+
+    sd = sub.add_parser("seeds", help="test MAE over several training seeds (mean ± std) for the leaderboard",
+                        description="Retrain each NAME with seeds 1..N-1 in scratch folders (seed 0 is the committed "
+                        "run) and write results/NAME/<benchmark>/seeds.json; the leaderboard shows mean ± std.")
+    sd.add_argument("names", nargs="+", metavar="NAME")
+    sd.add_argument("--n", type=int, default=5, help="number of seeds including the committed seed 0 (default 5)")
+    sd.add_argument("--parallel", type=int, default=1, metavar="P", help="seed runs at once (default 1)")
+    sd.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="CPU workers, shared by the parallel runs")
+    sd.add_argument("--profile", choices=["auto", "cpu", "paper"], default="auto", help="compute profile (as `run`)")
+    _add_common(sd, data=True, models=True)
+    sd.set_defaults(func=cmd_seeds)
 
     ex = sub.add_parser("export", help="write a JARVIS-Leaderboard contribution folder for one model",
                         description="Write DIR/kspacingbench_NAME/ with the model's submission for the official "

@@ -316,3 +316,20 @@ def test_exported_folder_passes_upstream_checks(export_root, tmp_path, monkeypat
     assert res["res"] == round(regression_metrics(off.y("test", rows.ids), rows.predictions)["mae"], 4)
     run_sh = (dest / "run.sh").read_text()
     assert "git clone" in run_sh and "harness run train_median" in run_sh and 'cd "$(dirname "$0")/../.."' not in run_sh
+
+
+def test_seed_spread_is_written_and_shown_on_the_leaderboard(synthetic, tmp_path):
+    root = _tree_with(synthetic, tmp_path)
+    env = {**synthetic["env"], paths.OUTPUT_DIR_ENV: str(root)}
+    proc = _harness(env, "seeds", "crasher", "--n", "2", "--data-dir", str(synthetic["store"]))
+    assert proc.returncode == 2 and "no committed run record" in proc.stderr
+    proc = _harness(env, "seeds", "train_median", "--n", "3", "--data-dir", str(synthetic["store"]), "--n-jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((root / "results" / "train_median" / "synth_full" / "seeds.json").read_text())
+    assert doc["seeds"] == [0, 1, 2] and len(set(doc["test_mae"])) == 1 and doc["std"] == 0.0  # the median has no seed
+    assert _harness(env, "leaderboard").returncode == 0
+    rows = [r for r in csv.DictReader(open(root / "leaderboard.csv")) if r["model"] == "train_median"]
+    full = next(r for r in rows if r["benchmark"] == "synth_full")
+    assert full["n_seeds"] == "3" and float(full["seeds_mae_mean"]) == pytest.approx(float(full["mae"]), abs=1e-4)
+    assert next(r for r in rows if r["benchmark"] == "synth_sub")["n_seeds"] == ""  # other ids: not this spread
+    assert "± 0.000 (n=3)" in (root / "README.md").read_text()
