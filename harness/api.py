@@ -303,7 +303,9 @@ def _estimate(estimator, batch: list[sio.Item], name: str) -> list[float | str]:
     import pandas as pd
 
     def frame(its):
-        return pd.DataFrame({"formula": [i.formula for i in its], "atoms": [i.atoms for i in its]},
+        # The model sees each crystal's standardized primitive cell: the same crystal gets
+        # the same length in whatever cell, orientation or site order it was given.
+        return pd.DataFrame({"formula": [i.formula for i in its], "atoms": [sio.canonical_cell(i.atoms) for i in its]},
                             index=pd.Index([i.id for i in its], name="jid"))
 
     try:

@@ -572,3 +572,37 @@ def mesh_for(recip, length: float, where: str) -> tuple[int, int, int]:
                            f"beyond the cap (n_i ≤ {MAX_MESH_AXIS}, n1·n2·n3 ≤ {MAX_KPOINTS:,}); is the cell right?")
     return m
 
+
+
+# Tolerance for finding the symmetry of a user's cell (pymatgen's SpacegroupAnalyzer
+# default): loose enough for relaxed/CIF-rounded coordinates.
+CANONICAL_SYMPREC = 0.01
+
+
+def canonical_cell(atoms):
+    """The cell the model sees: spglib's standardized primitive cell of ``atoms`` (same
+    crystal, same answer whether it came as CIF or POSCAR, rotated, with sites permuted,
+    as primitive, conventional or supercell). The k-mesh is then built on the user's own
+    cell from the predicted length. Falls back to ``atoms`` when spglib finds no cell.
+    (Hand-written glue: jarvis/pymatgen standardize through spglib too, but keep the
+    orientation or the conventional cell; here the idealized primitive is what we want.)"""
+    import numpy as np
+    import spglib
+    from jarvis.core.atoms import Atoms
+
+    lat = np.asarray(atoms.lattice_mat, dtype=float)
+    frac = np.asarray(atoms.frac_coords, dtype=float) % 1.0
+    symbols = list(atoms.elements)
+    kinds = sorted(set(symbols))
+    numbers = [kinds.index(s) + 1 for s in symbols]
+    try:
+        cell = spglib.standardize_cell((lat, frac, numbers), to_primitive=True, no_idealize=False,
+                                       symprec=CANONICAL_SYMPREC)
+    except Exception:  # spglib raises on degenerate input; the checks already passed
+        cell = None
+    if cell is None:
+        return atoms
+    plat, pfrac, pnum = cell
+    order = np.lexsort((pfrac[:, 2], pfrac[:, 1], pfrac[:, 0], pnum))  # a fixed site order
+    return Atoms(lattice_mat=np.asarray(plat), coords=np.asarray(pfrac)[order] % 1.0,
+                 elements=[kinds[int(pnum[k]) - 1] for k in order], cartesian=False)

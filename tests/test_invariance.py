@@ -1,0 +1,102 @@
+"""The same crystal gets the same length however it is given: as CIF or POSCAR, rotated,
+with its sites permuted, as primitive, conventional or 2x2x2 supercell; and the k-point
+density of each cell's mesh agrees within one mesh step per axis. The model is a real
+structure-aware booster (physics features: cell size, reciprocal lengths, symmetry)
+fitted on a slice of the store, so a cell-dependent answer would show."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from jarvis.core.atoms import pmg_to_atoms
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
+from pymatgen.io.vasp import Poscar
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from scipy.spatial.transform import Rotation
+
+from harness import api
+from harness.fitted import Fitted
+
+
+class PhysicsBooster:
+    def fit(self, X, y):
+        import lightgbm as lgb
+
+        from harness.features.physics import physics_features
+
+        self.m = lgb.LGBMRegressor(n_estimators=80, num_leaves=31, random_state=0, n_jobs=1, verbose=-1)
+        self.m.fit(physics_features(X["atoms"], None), np.log(y))
+        return self
+
+    def predict(self, X):
+        from harness.features.physics import physics_features
+
+        return np.exp(self.m.predict(physics_features(X["atoms"], None)))
+
+
+@pytest.fixture(scope="module")
+def fitted(task):
+    ids = task.ids("train")[:600]
+    est = PhysicsBooster().fit(task.materials.loc[ids], task.benchmark.y("train", ids))
+    val = task.ids("val")[:200]
+    return Fitted("physics_booster", est, y_val=task.benchmark.y("val", val),
+                  p_val=est.predict(task.materials.loc[val]))
+
+
+def _crystals(task):
+    mgo = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    zno = Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"],
+                                    [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]])
+    out = {"MgO": mgo, "ZnO": zno}
+    for jid in task.ids("test")[:40]:  # a real low-symmetry test material
+        s = task.materials.at[jid, "atoms"].pymatgen_converter()
+        if SpacegroupAnalyzer(s).get_space_group_number() < 16 and len(s) <= 20:
+            out[jid] = s
+            break
+    return out
+
+
+def _variants(s: Structure, tmp_path, name: str) -> dict:
+    prim = SpacegroupAnalyzer(s).get_primitive_standard_structure()
+    conv = SpacegroupAnalyzer(s).get_conventional_standard_structure()
+    rot = Rotation.from_euler("zyx", [33, 12, 71], degrees=True).as_matrix()
+    rotated = Structure(Lattice(s.lattice.matrix @ rot.T), s.species, s.frac_coords)
+    perm = np.random.default_rng(0).permutation(len(s))
+    permuted = Structure(s.lattice, [s.species[k] for k in perm], s.frac_coords[perm])
+    cif = tmp_path / f"{name}.cif"
+    CifWriter(s).write_file(cif)
+    poscar = tmp_path / f"POSCAR_{name}"
+    Poscar(s).write_file(poscar)
+    return {"given": s, "primitive": prim, "conventional": conv, "supercell": conv * (2, 2, 2), "rotated": rotated,
+            "permuted": permuted, "cif": str(cif), "poscar": str(poscar)}
+
+
+def test_same_crystal_same_length_and_density(task, fitted, tmp_path):
+    for name, s in _crystals(task).items():
+        variants = _variants(s, tmp_path, name.replace("-", "_"))
+        preds = dict(zip(variants, api.predict_kpoints(list(variants.values()), model=fitted, progress=False)))
+        for k, p in preds.items():
+            assert p.ok, (name, k, p.error)
+        lengths = {k: p.predicted_length for k, p in preds.items()}
+        assert len(set(lengths.values())) == 1, (name, lengths)
+        assert len({p.safe_length for p in preds.values()}) == 1
+        ref = preds["primitive"]
+        for k, p in preds.items():
+            # k-points x atoms per cell: equal up to one mesh step per axis of the smaller mesh
+            dens, dens_ref = p.safe_kpoints * p.n_atoms, ref.safe_kpoints * ref.n_atoms
+            slack = sum(math.log((n + 1) / n) for n in p.safe_mesh) + sum(math.log((n + 1) / n) for n in ref.safe_mesh)
+            assert abs(math.log(dens / dens_ref)) <= slack, (name, k, p.safe_mesh, ref.safe_mesh)
+
+
+def test_canonical_cell_is_the_primitive_cell(task):
+    from harness.structure_io import canonical_cell
+
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    sup = pmg_to_atoms(s * (2, 2, 2))
+    c = canonical_cell(sup)
+    assert c.num_atoms == 2 and abs(c.volume - s.volume / 4) < 1e-6
+    a, b = canonical_cell(pmg_to_atoms(s)), canonical_cell(sup)
+    assert np.allclose(a.lattice_mat, b.lattice_mat) and list(a.elements) == list(b.elements)
