@@ -217,6 +217,10 @@ class MetallicityModel(BaseEstimator):
             keep = np.sort(rng.choice(len(metal), size=self.max_formulas, replace=False))
             metal = metal.iloc[keep]
             gap = gap.loc[gap.index.intersection(metal.index)]
+        import sys
+
+        print(f"metallicity model: fitting on {len(metal):,} MP formulas (metal classifier, then gap regressor; "
+              "cached once fitted)", file=sys.stderr, flush=True)
         Xm = composition_matrix(metal.index)
         # binary:logistic on soft labels (XGBClassifier only takes hard classes)
         self.classifier_ = XGBRegressor(objective="binary:logistic", **self._booster_params())

@@ -254,6 +254,10 @@ def physics_features(atoms_list, cache_dir: Path | None = None) -> pd.DataFrame:
     by_key = dict(zip(keys, atoms_list))
 
     def compute(todo):
-        return pd.DataFrame([structure_physics(by_key[k]) for k in todo], index=pd.Index(todo, name="key"), dtype=float)
+        from tqdm.auto import tqdm
+
+        rows = [structure_physics(by_key[k]) for k in tqdm(todo, desc="physics features", unit="struct", leave=False,
+                                                           mininterval=2, disable=len(todo) < 200)]
+        return pd.DataFrame(rows, index=pd.Index(todo, name="key"), dtype=float)
 
     return cached_rows(_cache_file(cache_dir), keys, compute).reset_index(drop=True)

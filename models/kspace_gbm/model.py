@@ -91,7 +91,11 @@ class KSpaceGBM(BaseEstimator, RegressorMixin):
         self.feature_names_ = list(F.columns)
         target = np.log(np.asarray(y, dtype=float))
         self.boosters_ = []
+        import sys
+
         for k in range(self.n_seeds):
+            print(f"kspace_gbm: booster {k + 1} of {self.n_seeds} ({self.n_estimators} trees, {len(target):,} materials)",
+                  file=sys.stderr, flush=True)
             m = lgb.LGBMRegressor(
                 objective="huber", alpha=self.huber_delta, n_estimators=self.n_estimators,
                 learning_rate=self.learning_rate, num_leaves=self.num_leaves,
