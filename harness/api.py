@@ -62,6 +62,7 @@ class KpointPrediction:
     safe_kpoints: int | None = None
     dimensionality: int | None = None  # 3: bulk, predicted; 0: molecule, Γ-only
     flags: dict = field(default_factory=dict)
+    domain: dict | None = None  # harness.domain report: in_domain, flags, details (bulk structures)
     error: str | None = None
     files: list = field(default_factory=list)  # files written for it (CLI)
 
@@ -107,6 +108,7 @@ class KpointPrediction:
         for k in ("mesh", "safe_mesh"):
             d[k] = None if d[k] is None else list(d[k])
         d["flags"], d["files"] = dict(self.flags), list(self.files)
+        d["domain"] = self.domain
         return d
 
 
@@ -319,11 +321,31 @@ def _estimate(estimator, batch: list[sio.Item], name: str) -> list[float | str]:
         return [f"model {name} failed on this structure ({type(err).__name__}: {_one_line(err)})"]
 
 
+def _domain_reports(fitted, items: list) -> list:
+    """harness.domain reports of bulk Items against the training set of ``fitted``'s
+    benchmark (results/domain/<benchmark>.json); Nones, with a flag, without a profile."""
+    from harness import domain
+
+    path = domain.default_profile_path(getattr(fitted, "benchmark", "") or "")
+    if not getattr(fitted, "benchmark", "") or not path.is_file():
+        for it in items:
+            it.flags["domain_unchecked"] = (f"no training-domain profile {path} for this model's benchmark: "
+                                            "the input was not checked against the training data")
+        return [None] * len(items)
+    profile = domain.load_profile(path)
+    formulas = [it.formula for it in items]
+    met = getattr(fitted.estimator, "metallicity_", None)
+    p_metal = None
+    if met is not None and hasattr(met, "predict_proba_metal"):
+        p_metal = [float(v) for v in met.predict_proba_metal(formulas)]
+    return domain.check_many([it.atoms for it in items], formulas, profile, p_metal=p_metal)
+
+
 def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALPHA,
                   progress: bool = True) -> list[KpointPrediction]:
     """Predictions for checked Items with a loaded ``Fitted`` (needed only when some
     Item is a bulk structure)."""
-    from harness import conformal
+    from harness import conformal, domain
     from harness.kpoints import reciprocal_lengths
 
     if not 0 < alpha < 1:
@@ -358,7 +380,8 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
         with bar.step(what):
             lengths += _estimate(fitted.estimator, batch, fitted.name)
         done += len(batch)
-    for k, y in zip(bulk, lengths):
+    reports = _domain_reports(fitted, [items[k] for k in bulk])
+    for k, y, rep in zip(bulk, lengths, reports):
         p, it = preds[k], items[k]
         p.model = fitted.name
         where = _where(it)
@@ -373,8 +396,15 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
             p.predicted_length = y
             p.mesh = sio.mesh_for(recip, y, where)
             p.kpoints = math.prod(p.mesh)
+            if rep is not None:
+                p.domain = rep.as_dict()
+                if rep.message():
+                    p.flags["out_of_domain" if not rep.in_domain else "domain_note"] = rep.message()
             if offset is not None:
-                p.safe_length = float(conformal.upper_bound(y, offset))
+                # In domain: L90. Out of domain: the conservative bound of harness.domain
+                # (chosen by leave-chemistry-out evaluation, results/lco/lco.md).
+                p.safe_length = (float(conformal.upper_bound(y, offset)) if rep is None
+                                 else float(domain.safe_length(y, offset, rep)))
                 p.safe_mesh = sio.mesh_for(recip, p.safe_length, where)
                 p.safe_kpoints = math.prod(p.safe_mesh)
             else:

@@ -1,0 +1,183 @@
+"""harness.domain on real structures: a store oxide is in domain; textbook metal cells
+(Cu, Pb fcc) and an element absent from the store (α-Po) are flagged; the profile is
+JSON and checked by its hash; the conservative bound is never below L90."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from jarvis.core.atoms import Atoms
+from pymatgen.core import Lattice, Structure
+
+from harness import domain
+from harness.conformal import floor_to_grid
+from harness.errors import HarnessError
+
+N_TRAIN = 1500  # training slice the profile is built from (fast; the real profile uses all 13,626)
+STORE_OXIDES = ("JVASP-17188", "JVASP-114726")  # test ids: ZnO, CaO
+
+
+def to_atoms(s: Structure) -> Atoms:
+    return Atoms(lattice_mat=s.lattice.matrix, elements=[str(x.specie) for x in s], coords=s.frac_coords,
+                 cartesian=False)
+
+
+def fcc(el: str, a: float) -> Atoms:
+    return to_atoms(Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [el], [[0, 0, 0]]))
+
+
+@pytest.fixture(scope="module")
+def train_slice(task):
+    ids = task.ids("train")[:N_TRAIN]
+    X = task.materials.loc[ids]
+    sgs = [domain.spacegroup_number(a) for a in X["atoms"]]
+    return X, task.benchmark.y("train", ids), sgs
+
+
+@pytest.fixture(scope="module")
+def profile(train_slice):
+    X, y, sgs = train_slice
+    return domain.build_profile(X, targets=y, spacegroups=sgs)
+
+
+def test_profile_is_small_json_and_hash_checked(profile, tmp_path):
+    text = json.dumps(profile)
+    assert len(text) < 200_000
+    assert profile["n_train"] == N_TRAIN and profile["element_counts"]["O"] > 1000
+    assert 0 < profile["nn_distance_quantiles"]["p50"] < profile["far_threshold"]
+    path = tmp_path / "profile.json"
+    domain.save_profile(profile, path)
+    again = domain.load_profile(path)
+    assert again == json.loads(json.dumps(profile))
+    edited = dict(again, far_threshold=99.0)
+    path.write_text(json.dumps(edited))
+    with pytest.raises(HarnessError, match="sha256"):
+        domain.load_profile(path)
+
+
+def test_store_oxides_are_in_domain(task, profile):
+    for jid in STORE_OXIDES:
+        atoms, formula = task.materials.at[jid, "atoms"], task.materials.at[jid, "formula"]
+        assert jid not in task.ids("train")  # a test id: the profile never saw it
+        r = domain.check(atoms, formula, profile, p_metal=0.0)
+        assert r.in_domain, (jid, formula, r.flags, r.details)
+        assert r.flags == [] and r.message() == ""
+        assert r.details["nn_distance"] < profile["far_threshold"]
+
+
+@pytest.mark.parametrize("el,a", [("Cu", 3.61), ("Pb", 4.95)])
+def test_elemental_metals_are_flagged(profile, el, a):
+    r = domain.check(fcc(el, a), el, profile)  # no metallicity model: the composition rule
+    assert not r.in_domain
+    assert "far_from_training" in r.flags and "likely_metal" in r.flags
+    assert r.details["element_train_counts"][el] > 0  # the element is known, the chemistry is not
+    assert "outside the training domain" in r.message()
+    json.dumps(r.as_dict())  # JSON output
+
+
+def test_intermetallic_is_flagged(profile):
+    ni3al = to_atoms(Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.57), ["Al", "Ni"], [[0, 0, 0], [0, 0.5, 0.5]]))
+    r = domain.check(ni3al, "Ni3Al", profile)
+    assert not r.in_domain and {"far_from_training", "likely_metal"} <= set(r.flags)
+
+
+def test_element_absent_from_the_store_is_unseen(task, profile):
+    # Au, Ga and As all occur in the O/N store (oxides); polonium does not.
+    store_elements = set()
+    for a in task.materials["atoms"]:
+        store_elements |= set(a.elements)
+    assert {"Au", "Ga", "As"} <= store_elements and "Po" not in store_elements
+    po = to_atoms(Structure(Lattice.cubic(3.35), ["Po"], [[0, 0, 0]]))  # α-Po, simple cubic
+    r = domain.check(po, "Po", profile)
+    assert not r.in_domain and "unseen_element" in r.flags
+    # GaAs: known elements, but no O/N compound is near it
+    gaas = to_atoms(Structure.from_spacegroup("F-43m", Lattice.cubic(5.65), ["Ga", "As"], [[0, 0, 0], [0.25] * 3]))
+    r = domain.check(gaas, "GaAs", profile)
+    assert not r.in_domain and "unseen_element" not in r.flags and "far_from_training" in r.flags
+
+
+def test_slab_is_low_dimensional(task, profile):
+    atoms = task.materials.at[STORE_OXIDES[1], "atoms"]
+    lat = np.array(atoms.lattice_mat, dtype=float)
+    cart = np.array(atoms.cart_coords, dtype=float)
+    lat[2] = lat[2] * (1 + (profile["vacuum_gap_max"] + 3.0) / np.linalg.norm(lat[2]))  # open a gap along c
+    slab = Atoms(lattice_mat=lat, elements=list(atoms.elements), coords=cart, cartesian=True)
+    r = domain.check(slab, "CaO", profile, p_metal=0.0)
+    assert not r.in_domain and "low_dimensional" in r.flags
+
+
+def test_held_out_crystal_system_is_flagged(task, train_slice):
+    X, y, sgs = train_slice
+    keep = [domain.crystal_system(g) != "cubic" for g in sgs]
+    prof = domain.build_profile(X[keep], targets=y[keep], spacegroups=[g for g, k in zip(sgs, keep) if k])
+    assert "cubic" not in prof["crystal_system_counts"]
+    r = domain.check(fcc("Cu", 3.61), "Cu", prof)
+    assert "rare_crystal_system" in r.flags and r.details["crystal_system"] == "cubic"
+    # a metallicity model's P(metal) replaces the rule when given
+    r2 = domain.check(task.materials.at[STORE_OXIDES[0], "atoms"], "ZnO", prof, p_metal=0.9)
+    assert "likely_metal" in r2.flags and r2.details["p_metal_source"] == "model"
+
+
+def test_metal_rule():
+    assert list(domain.metal_rule(["Cu", "Ni3Al", "MgO", "Al2O3", "NaCl"])) == [1, 1, 0, 0, 0]
+
+
+def test_safe_length(profile):
+    inside = domain.DomainReport(in_domain=True, flags=["likely_metal"])  # a note only: metals are common in training
+    far = domain.DomainReport(in_domain=False, flags=["far_from_training", "likely_metal"])
+    new_element = domain.DomainReport(in_domain=False, flags=["unseen_element"])
+    new_metal = domain.DomainReport(in_domain=False, flags=["unseen_element", "likely_metal"])
+    assert [domain.ood_tier(r) for r in (inside, far, new_element, new_metal)] == [0, 2, 1, 2]
+    rule = domain.OOD_RULE
+    for yhat, q in ((23.4, 10.5), (61.0, 8.0), (3.0, 1.0)):
+        L90 = float(floor_to_grid(yhat + q))
+        assert domain.safe_length(yhat, q, inside, profile) == L90
+        for r, c in ((far, rule["factor"]), (new_element, rule["factor_element"]), (new_metal, rule["factor"])):
+            L = domain.safe_length(yhat, q, r, profile)
+            assert L == max(L90, float(floor_to_grid(c * (yhat + q)))) and L % 5 == 0
+    assert rule["factor"] > 1 and rule["factor"] >= rule["factor_element"] >= 1
+
+
+def test_committed_profile_and_rule_match_their_sources(subset):
+    from harness import paths
+
+    prof = domain.load_profile(paths.REPO_ROOT / "results" / "domain" / f"{subset.name}.json")  # sha256 checked
+    assert prof["benchmark"]["definition_sha256"] == subset.definition_sha256
+    assert prof["n_train"] == len(subset.ids["train"]) and prof["metal_source"] == "p_metal"
+    lco_rule = json.loads((paths.REPO_ROOT / "results" / "lco" / "lco.json").read_text())["rule"]
+    assert (domain.OOD_RULE["factor"], domain.OOD_RULE["factor_element"]) == (lco_rule["factor"],
+                                                                               lco_rule["factor_element"])
+    r = domain.check(fcc("Cu", 3.61), "Cu", prof, p_metal=1.0)
+    assert not r.in_domain and domain.ood_tier(r) == 2
+
+
+def test_predict_warns_and_widens_the_bound_out_of_domain(task):
+    """Through the public API with the committed profile of the subset's training set:
+    an oxide from the test set is in domain and gets plain L90; fcc Cu is flagged, its
+    safe length follows the conservative rule (never below L90)."""
+    import numpy as np
+    from pymatgen.core import Lattice, Structure
+
+    from harness import api, conformal
+    from harness import benchmark as bm
+    from harness.fitted import Fitted
+
+    class Const:
+        def predict(self, X):
+            return np.full(len(X), 30.0)
+
+    val = task.ids("val")[:300]
+    y = task.benchmark.y("val", val)
+    f = Fitted("const", Const(), benchmark=bm.SUBSET, y_val=y, p_val=np.full(len(y), 30.0))
+    cu = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    oxide = task.materials.at[task.ids("test")[0], "atoms"]
+    p_cu, p_ox = api.predict_kpoints([cu, oxide], model=f, progress=False)
+    q = f.offset(0.1)
+    assert p_ox.domain["in_domain"] and "out_of_domain" not in p_ox.flags
+    assert p_ox.safe_length == float(conformal.upper_bound(30.0, q))
+    assert not p_cu.domain["in_domain"] and "far_from_training" in p_cu.domain["flags"]
+    assert "outside the training domain" in p_cu.flags["out_of_domain"]
+    assert p_cu.safe_length == domain.safe_length(30.0, q, domain.DomainReport(**{
+        k: p_cu.domain[k] for k in ("in_domain", "flags", "details")})) > float(conformal.upper_bound(30.0, q))
