@@ -245,7 +245,7 @@ def markdown(res: dict, meta: dict, command: str) -> str:
         lines += ["", f"Test coverage per group, {chosen}: " + ", ".join(
             f"{k} {100 * c:.1f} % (n {n:,})" for k, (c, n) in t["per_group"].items()) + ".", ""]
         pt = rows["plain additive"]["test"]
-        lines += [f"Test coverage per group, plain additive: " + ", ".join(
+        lines += ["Test coverage per group, plain additive: " + ", ".join(
             f"{k} {100 * c:.1f} %" for k, (c, n) in pt["per_group"].items()) + ".", ""]
     lines += [f"True lengths: {meta['kpoints_true']:,.0f} k-points per test material; the fixed train P90 "
               f"({meta['fixed']:g} Å): {meta['kpoints_fixed']:,.0f}.", "",

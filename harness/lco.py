@@ -382,8 +382,6 @@ def table(result: dict) -> str:
 
 def pooled(result: dict) -> dict:
     """Pooled over the LCO folds (``none`` excluded), each held-out compound once per fold."""
-    from harness.kpoints import kpoint_count
-
     out = {}
     lco = [s for s in result["folds"] if s["fold"] != "none"]
     if not lco:

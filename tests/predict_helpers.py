@@ -18,24 +18,11 @@ N_TRAIN, N_VAL = 400, 60
 _MEMO: dict = {}
 
 
-class StubFitted:
-    def __init__(self, name, estimator, y_val=None, p_val=None, problem=None):
-        self.name, self.estimator, self.y_val, self.p_val, self.problem = name, estimator, y_val, p_val, problem
+def StubFitted(name, estimator, y_val=None, p_val=None, problem=None):
+    """A Fitted without a run record (what predict gets from harness.fitted.load_fitted)."""
+    from harness.fitted import Fitted
 
-    @property
-    def calibrated(self) -> bool:
-        return self.y_val is not None
-
-    @property
-    def n_cal(self) -> int:
-        return 0 if self.y_val is None else len(self.y_val)
-
-    def offset(self, alpha: float = 0.1) -> float:
-        from harness.errors import HarnessError
-
-        if self.y_val is None:
-            raise HarnessError(self.problem)
-        return conformal.conformal_offset(self.y_val, self.p_val, alpha)
+    return Fitted(name, estimator, y_val=y_val, p_val=p_val, problem=problem)
 
 
 def trained(task, root: Path) -> dict:
