@@ -253,6 +253,24 @@ def markdown(res: dict, meta: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+GROUPS_SUFFIX = ".groups.csv"
+
+
+def bm_name() -> str:
+    from harness import benchmark as bm
+
+    return bm.SUBSET
+
+
+def write_groups(path: Path, groups: dict) -> None:
+    """results/domain/<benchmark>.groups.csv: the group labels of every val and test id
+    (metal, size, system), which the leaderboard reads to report each row's worst group
+    (it computes no features itself)."""
+    lines = ["split,id,metal,size,system"] + [f"{s},{i},{g['metal']},{g['size']},{g['system']}"
+                                              for s in ("val", "test") for i, g in groups[s].items()]
+    atomic.write_text(path, "\n".join(lines) + "\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.group_conformal", description=__doc__.split("\n\n")[0])
     ap.add_argument("--items", type=Path, default=None,
@@ -263,7 +281,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     try:
         res, meta = run(a.items, a.n_rep)
+        groups = meta.pop("_groups")
         out = a.out if a.out is not None else paths.results_dir() / "lco"
+        write_groups(paths.results_dir() / "domain" / f"{meta.get('benchmark', bm_name())}{GROUPS_SUFFIX}", groups)
         cmd = "python -m harness.group_conformal" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
         atomic.write_text(out / "calibration.md", markdown(res, meta, cmd))
         slim = {p: {m: {"val_halvings": r["val_halvings"], "test": r["test"], "offsets": r["offsets"]}
@@ -337,6 +357,7 @@ def run(items_path: Path | None, n_rep: int = 200) -> tuple[dict, dict]:
             "kpoints_fixed": float(kpoint_count(recip["test"], fixed).mean()),
             "chosen": {p: choose(rows) for p, rows in res.items()}, "inputs_sha256": inputs}
     print(f"[group_conformal] done in {time.time() - t0:.0f} s", flush=True)
+    meta["_groups"] = {s: dict(zip(ids[s], groups[s])) for s in ids}
     return res, meta
 
 

@@ -24,7 +24,12 @@ from harness.errors import HarnessError
 from harness.metrics import regression_metrics
 from harness.submission import check_ids, physical_problem, read_csv_zip
 
-SAFETY_COLUMNS = ["l90_offset", "l90_coverage", "kpoints_mean_l90", "kpoints_saved_pct"]
+SAFETY_COLUMNS = ["l90_offset", "l90_coverage", "l90_worst_group", "l90_worst_group_coverage", "kpoints_mean_l90",
+                  "kpoints_saved_pct"]
+# Group labels of the test ids (metal / cell size / crystal system), written by
+# `python -m harness.group_conformal`; the leaderboard computes no features itself.
+GROUPS_FILE = "results/domain/{benchmark}.groups.csv"
+GROUPINGS = ("metal", "size", "system")
 COLUMNS = ["benchmark", "rank", "model", "kind", "mae", "mae_ci_low", "mae_ci_high", "beats_next_pct", "seeds_mae_mean",
            "seeds_mae_std", "n_seeds", "rmse", "r2",
            "max_error", "n_test", "n_train", "trained_on", "software", *SAFETY_COLUMNS]
@@ -54,11 +59,14 @@ class Row:
     ci: tuple[float, float] | None = None
     beats_next: float | None = None  # share of paired resamples where this row's MAE < the next row's
     seeds: dict | None = None  # results/<model>/<benchmark>/seeds.json (harness/seeds.py)
+    worst: tuple[str, float] | None = None  # (group, test coverage of L90) of the worst-covered group
 
     def as_dict(self) -> dict:
         s = self.safety
         l90 = dict.fromkeys(SAFETY_COLUMNS, "") if s is None else {
             "l90_offset": round(s.offset, 4), "l90_coverage": round(s.coverage, 4),
+            "l90_worst_group": self.worst[0] if self.worst else "",
+            "l90_worst_group_coverage": round(self.worst[1], 4) if self.worst else "",
             "kpoints_mean_l90": round(s.kpoints_mean, 1), "kpoints_saved_pct": round(s.saved_pct, 2)}
         return {"model": self.model, "kind": self.kind, **{k: round(v, 4) for k, v in self.metrics.items()},
                 "mae_ci_low": round(self.ci[0], 4), "mae_ci_high": round(self.ci[1], 4),
@@ -134,6 +142,39 @@ def _fixed_summary(b: bm.Benchmark) -> tuple[float, dict]:
                    "kpoints_true": float(kpoints.kpoint_count(recip, y).mean())}
 
 
+def read_groups(path: Path, test_ids: list[str]) -> dict[str, list[str]] | None:
+    """{grouping: label per test id} from the groups file, or None when absent."""
+    if not Path(path).is_file():
+        return None
+    got = {}
+    for n, line in enumerate(Path(path).read_text().splitlines()[1:], start=2):
+        parts = line.split(",")
+        if len(parts) != 5:
+            raise HarnessError(f"{path}: line {n}: expected split,id,metal,size,system")
+        if parts[0] == "test":
+            got[parts[1]] = parts[2:]
+    missing = [i for i in test_ids if i not in got]
+    if missing:
+        raise HarnessError(f"{path}: no groups for {len(missing)} test id(s), e.g. {missing[0]} (rerun "
+                           "`python -m harness.group_conformal`)")
+    return {g: [got[i][k] for i in test_ids] for k, g in enumerate(GROUPINGS)}
+
+
+def worst_group(y_test: np.ndarray, bound: np.ndarray, groups: dict[str, list[str]], min_n: int = 30) -> tuple[str, float]:
+    """The group (among those with ≥ ``min_n`` test materials) whose L90 coverage is lowest."""
+    covered = np.asarray(y_test) <= np.asarray(bound)
+    worst = None
+    for g, labels in groups.items():
+        lab = np.asarray(labels)
+        for v in sorted(set(labels)):
+            m = lab == v
+            if m.sum() >= min_n:
+                c = float(covered[m].mean())
+                if worst is None or c < worst[1]:
+                    worst = (f"{g}={v}", c)
+    return worst
+
+
 def _bootstrap(rows: list[Row], n: int) -> None:
     """95 % percentile interval of each row's MAE and, for consecutive rows, the share of
     resamples in which the better-ranked one keeps the lower MAE. All rows share the same
@@ -160,6 +201,7 @@ def build_board(b: bm.Benchmark, definitions: dict[str, bm.Benchmark], submissio
         notes.append(f"{b.name}: L90 columns empty: the definition has no lattice.csv (freeze it where the store holds "
                      "every val/test structure)")
     y_test = b.y("test")
+    groups = read_groups(Path(results_dir).parent / GROUPS_FILE.format(benchmark=b.name), b.ids["test"])
     rows = []
     for folder in sorted(p for p in Path(submissions_dir).glob("*") if p.is_dir()):
         if models_dir is not None and not (Path(models_dir) / folder.name).is_dir():
@@ -177,9 +219,12 @@ def build_board(b: bm.Benchmark, definitions: dict[str, bm.Benchmark], submissio
             if fixed is not None:
                 safety, calibration = model_safety(val_file, own, b, p, fixed)
             spread = seeds.read(results_dir, folder.name, own.name, f) if own.name == b.name else None
+            worst = None
+            if safety is not None and groups is not None:
+                worst = worst_group(y_test, conformal.upper_bound(p, safety.offset), groups)
             rows.append(Row(folder.name, meta.get("kind", "model"), regression_metrics(y_test, p), len(p),
                             rec["counts"]["train"], own.name, meta.get("software_used", ""), np.abs(y_test - p),
-                            safety, calibration, seeds=spread))
+                            safety, calibration, seeds=spread, worst=worst))
     official = definitions.get(bm.OFFICIAL)
     if reference_dir is not None and Path(reference_dir).is_dir() and official is not None and official.contains(b):
         for folder in sorted(p for p in Path(reference_dir).glob("*") if p.is_dir()):
@@ -242,22 +287,26 @@ def render_board(board: Board) -> list[str]:
                   f"{conformal.ALPHA:g}): `L90 cov` = test materials whose true length ≤ L90; `k-pts` = mean "
                   f"n1·n2·n3 per test material at L90; `saved` vs the one fixed length {fixed['length']:g} Å (train "
                   f"P90), which covers {100 * fixed['coverage']:.1f} % at {fixed['kpoints_mean']:,.0f} k-points (the "
-                  f"true lengths: {fixed['kpoints_true']:,.0f}). Plot: `results/{tradeoff_plot_name(b.name)}`."]
+                  f"true lengths: {fixed['kpoints_true']:,.0f}). `worst group`: the lowest L90 coverage among metal / "
+                  "non-metal, small / large cells and the crystal systems (groups of ≥ 30 test materials, labels from "
+                  f"`{GROUPS_FILE.format(benchmark=b.name)}`). Plot: `results/{tradeoff_plot_name(b.name)}`."]
     lines += ["", f"`MAE 95 % CI`: bootstrap over the test ids ({BOOTSTRAP_RESAMPLES:,} resamples, seed "
               f"{BOOTSTRAP_SEED}); `> next`: whether our row beats the next row in ≥ {100 * CONFIDENCE:g} % of the same "
               "paired resamples; `seeds`: test MAE mean ± std over training seeds (`python -m harness seeds NAME`).", "",
               "| rank | model | kind | MAE | MAE 95 % CI | > next | seeds | RMSE | R² | max err | n_test | n_train | "
-              "L90 cov | k-pts | saved |",
-              "|---:|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "L90 cov | worst group | k-pts | saved |",
+              "|---:|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for rank, r in enumerate(board.rows, start=1):
         m, s = r.metrics, r.safety
-        l90 = "- | - | -" if s is None else f"{100 * s.coverage:.1f} % | {s.kpoints_mean:,.0f} | {s.saved_pct:.1f} %"
+        wg = "-" if r.worst is None else f"{100 * r.worst[1]:.1f} % ({r.worst[0]})"
+        l90 = ("- | - | - | -" if s is None else
+               f"{100 * s.coverage:.1f} % | {wg} | {s.kpoints_mean:,.0f} | {s.saved_pct:.1f} %")
         n_train = f"{r.n_train:,}" if isinstance(r.n_train, int) else r.n_train
         sd = "-" if r.seeds is None else f"{r.seeds['mean']:.3f} ± {r.seeds['std']:.3f} (n={len(r.seeds['seeds'])})"
         lines.append(f"| {rank} | {r.model} | {r.kind} | {m['mae']:.3f} | {r.ci[0]:.2f}–{r.ci[1]:.2f} | {_beats(r)} | {sd} | "
                      f"{m['rmse']:.3f} | {m['r2']:.3f} | {m['max_error']:.1f} | {r.n_test:,} | {n_train} | {l90} |")
     if not board.rows:
-        lines.append("| - | (no submission covers this benchmark yet) | | | | | | | | | | | | | |")
+        lines.append("| - | (no submission covers this benchmark yet) | | | | | | | | | | | | | | |")
     return lines
 
 

@@ -101,3 +101,27 @@ def test_missing_reference_dir_is_a_note_not_a_failure(tmp_path):
                                       tmp_path / "absent", paths.models_dir())
     assert all(r.kind != "reference" for b in boards for r in b.rows)
     assert any("reference rows skipped" in n for n in notes)
+
+
+def test_worst_group_is_the_lowest_covered_group_of_enough_materials():
+    import numpy as np
+
+    from harness.leaderboard import worst_group
+
+    y = np.array([10.0] * 40 + [50.0] * 40 + [90.0] * 5)
+    bound = np.array([20.0] * 40 + [45.0] * 20 + [60.0] * 20 + [50.0] * 5)  # group b: half covered; c: none (n=5)
+    groups = {"metal": ["a"] * 40 + ["b"] * 40 + ["c"] * 5, "size": ["s"] * 85}
+    assert worst_group(y, bound, groups) == ("metal=b", 0.5)  # c has too few materials to count
+    assert worst_group(y, bound, groups, min_n=5) == ("metal=c", 0.0)
+
+
+def test_committed_leaderboard_reports_a_worst_group_for_every_calibrated_row():
+    import csv
+
+    from harness import benchmark as bm
+    from harness.paths import REPO_ROOT
+
+    rows = [r for r in csv.DictReader(open(REPO_ROOT / "leaderboard.csv")) if r["benchmark"] == bm.SUBSET]
+    ours = [r for r in rows if r["kind"] != "reference"]
+    assert ours and all(r["l90_worst_group"] and float(r["l90_worst_group_coverage"]) <= float(r["l90_coverage"])
+                        for r in ours)
