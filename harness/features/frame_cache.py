@@ -36,3 +36,20 @@ def cached_rows(path: Path | None, keys: list[str], compute: Callable[[list[str]
         except OSError:  # a read-only or full cache: the rows are still returned, just not kept
             pass
     return cached.loc[list(keys)]
+
+
+class UserCacheDir:
+    """Mixin for estimators with a ``cache_dir`` parameter. A fitted model carries no path:
+    the training cache stays out of the pickle, and after loading, features are cached in
+    the user's cache ($KSPACING_CACHE_DIR), resolved when predict runs (an unwritable
+    cache is skipped by ``cached_rows``)."""
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["cache_dir"] = None
+        return state
+
+    def _cache_dir(self):
+        from harness import paths
+
+        return self.cache_dir if self.cache_dir is not None else paths.cache_dir()

@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from harness import ModelContext, paths
+from harness import ModelContext
 from harness.features.composition import composition_features
 from harness.features.metallicity import fitted_metallicity
 from harness.features.physics import mesh_change_lengths, physics_features, reciprocal_lengths
+from harness.features.frame_cache import UserCacheDir
 from harness.features.robust import canonical, canonical_frame
 
 
@@ -41,7 +42,7 @@ def snap_to_mesh_changes(pred, atoms_list, lo: int = 10, hi: int = 200) -> np.nd
     return out
 
 
-class KSpaceGBM(BaseEstimator, RegressorMixin):
+class KSpaceGBM(UserCacheDir, BaseEstimator, RegressorMixin):
     def __init__(self, cache_dir=None, n_seeds=5, n_estimators=3000, learning_rate=0.03, num_leaves=63,
                  min_child_samples=10, subsample=0.8, colsample_bytree=0.3, huber_delta=0.15,
                  metallicity=True, metallicity_params=None, snap=True, random_state=0, n_jobs=2):
@@ -59,17 +60,6 @@ class KSpaceGBM(BaseEstimator, RegressorMixin):
         self.snap = snap
         self.random_state = random_state
         self.n_jobs = n_jobs
-
-    def __getstate__(self):
-        # A fitted model carries no path: the training cache stays out of the artifact, and
-        # after loading, features are cached in the user's cache ($KSPACING_CACHE_DIR), resolved
-        # when predict runs (a cache that cannot be written is skipped).
-        state = super().__getstate__()
-        state["cache_dir"] = None
-        return state
-
-    def _cache_dir(self):
-        return self.cache_dir if self.cache_dir is not None else paths.cache_dir()
 
     def _features(self, X) -> pd.DataFrame:
         parts = [physics_features(X["atoms"], self._cache_dir()),

@@ -8,12 +8,13 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 
-from harness import ModelContext, paths
+from harness import ModelContext
 from harness.features.composition import composition_features
+from harness.features.frame_cache import UserCacheDir
 from harness.features.robust import canonical
 
 
-class RFComposition(BaseEstimator, RegressorMixin):
+class RFComposition(UserCacheDir, BaseEstimator, RegressorMixin):
     def __init__(self, cache_dir=None, n_estimators=500, min_samples_leaf=1, max_features=0.33, random_state=0, n_jobs=2):
         self.cache_dir = cache_dir
         self.n_estimators = n_estimators
@@ -21,17 +22,6 @@ class RFComposition(BaseEstimator, RegressorMixin):
         self.max_features = max_features
         self.random_state = random_state
         self.n_jobs = n_jobs
-
-    def __getstate__(self):
-        # A fitted model carries no path: the training cache stays out of the artifact, and
-        # after loading, features are cached in the user's cache ($KSPACING_CACHE_DIR), resolved
-        # when predict runs (a cache that cannot be written is skipped).
-        state = super().__getstate__()
-        state["cache_dir"] = None
-        return state
-
-    def _cache_dir(self):
-        return self.cache_dir if self.cache_dir is not None else paths.cache_dir()
 
     def _features(self, X):
         # Rounded (harness/features/robust.py): the same inputs on every machine.
