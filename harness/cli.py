@@ -366,7 +366,8 @@ def _add_common(p, data=False, models=False, refs=False):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness", description=DESCRIPTION,
+    prog = "kspacing" if Path(sys.argv[0]).name == "kspacing" else "python -m harness"  # the console script, or -m
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
