@@ -321,16 +321,23 @@ def _estimate(estimator, batch: list[sio.Item], name: str) -> list[float | str]:
         return [f"model {name} failed on this structure ({type(err).__name__}: {_one_line(err)})"]
 
 
+class _Continuous:
+    """An estimator's ``predict_continuous`` seen as ``predict`` (for _estimate)."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def predict(self, X):
+        return self.estimator.predict_continuous(X)
+
+
 def _domain_reports(fitted, items: list) -> list:
     """harness.domain reports of bulk Items against the training set of ``fitted``'s
-    benchmark (results/domain/<benchmark>.json); Nones, with a flag, without a profile."""
+    benchmark (results/domain/<benchmark>.json); Nones without a profile."""
     from harness import domain
 
     path = domain.default_profile_path(getattr(fitted, "benchmark", "") or "")
     if not getattr(fitted, "benchmark", "") or not path.is_file():
-        for it in items:
-            it.flags["domain_unchecked"] = (f"no training-domain profile {path} for this model's benchmark: "
-                                            "the input was not checked against the training data")
         return [None] * len(items)
     profile = domain.load_profile(path)
     formulas = [it.formula for it in items]
@@ -381,7 +388,12 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
             lengths += _estimate(fitted.estimator, batch, fitted.name)
         done += len(batch)
     reports = _domain_reports(fitted, [items[k] for k in bulk])
-    for k, y, rep in zip(bulk, lengths, reports):
+    cont = [None] * len(bulk)
+    if getattr(fitted, "continuous", False):  # the bound is calibrated on the continuous prediction
+        cont, view = [], _Continuous(fitted.estimator)
+        for batch in batches:
+            cont += _estimate(view, batch, fitted.name)
+    for k, y, rep, yc in zip(bulk, lengths, reports, cont):
         p, it = preds[k], items[k]
         p.model = fitted.name
         where = _where(it)
@@ -396,15 +408,19 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
             p.predicted_length = y
             p.mesh = sio.mesh_for(recip, y, where)
             p.kpoints = math.prod(p.mesh)
-            if rep is not None:
+            if rep is None:
+                p.flags["domain_unchecked"] = ("no training-domain profile (results/domain/) for this model's "
+                                               "benchmark: the input was not checked against the training data")
+            else:
                 p.domain = rep.as_dict()
                 if rep.message():
                     p.flags["out_of_domain" if not rep.in_domain else "domain_note"] = rep.message()
             if offset is not None:
                 # In domain: L90. Out of domain: the conservative bound of harness.domain
                 # (chosen by leave-chemistry-out evaluation, results/lco/lco.md).
-                p.safe_length = (float(conformal.upper_bound(y, offset)) if rep is None
-                                 else float(domain.safe_length(y, offset, rep)))
+                yb = yc if isinstance(yc, float) and math.isfinite(yc) and yc > 0 else y
+                p.safe_length = (float(conformal.upper_bound(yb, offset)) if rep is None
+                                 else float(domain.safe_length(yb, offset, rep)))
                 p.safe_mesh = sio.mesh_for(recip, p.safe_length, where)
                 p.safe_kpoints = math.prod(p.safe_mesh)
             else:

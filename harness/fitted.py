@@ -33,6 +33,7 @@ class Fitted:
     p_val: np.ndarray | None = None  # the model's val predictions
     record: dict = field(default_factory=dict)
     problem: str | None = None  # why there is no calibration, when there is none
+    continuous: bool = False  # calibrated on predict_continuous: bound that, not the snapped prediction
 
     @property
     def calibrated(self) -> bool:
@@ -148,14 +149,16 @@ def load_fitted(name: str, cache_dir: Path | None = None, models_dir: Path | Non
     art, rec = _checked_artifact(name, bench, results_dir, cache_dir)
     fitted = Fitted(name, _load_estimator(name, art, models_dir), benchmark=bench, record=rec)
     try:
-        val = folder / record.VAL_FILE
-        if not val.is_file() or record.sha256_file(val) != rec["sha256"]["val_predictions"]:
+        key = "val_continuous" if "val_continuous" in rec["sha256"] else "val_predictions"
+        val = folder / (record.CONTINUOUS_FILES["val_continuous"] if key == "val_continuous" else record.VAL_FILE)
+        if not val.is_file() or record.sha256_file(val) != rec["sha256"][key]:
             raise HarnessError(f"{val}: missing or not the file recorded in {folder / record.RECORD_FILE}, so no L90")
         definition = bm.load(bench, benchmarks_dir)
         rows = submission.read_csv_zip(val)
         submission.check_ids(definition.ids["val"], rows.ids, str(val))
         fitted.y_val = definition.y("val", rows.ids)
         fitted.p_val = np.asarray(rows.predictions, dtype=float)
+        fitted.continuous = key == "val_continuous" and callable(getattr(fitted.estimator, "predict_continuous", None))
     except HarnessError as err:
         fitted.problem = str(err)
     return fitted

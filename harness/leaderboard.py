@@ -103,30 +103,45 @@ def read_submission(path: Path, own: bm.Benchmark) -> dict[str, float]:
     return dict(zip(rows.ids, rows.predictions))
 
 
-def checked_record(results_dir: Path, model: str, own: bm.Benchmark, test_file: Path) -> tuple[dict, Path]:
-    """The run record of a submission, checked against the definition and both prediction files."""
+def checked_record(results_dir: Path, model: str, own: bm.Benchmark, test_file: Path) -> tuple[dict, dict[str, Path]]:
+    """The run record of a submission, checked against the definition and every prediction
+    file it lists. Returns (record, {"val": file, and "val_continuous"/"test_continuous"
+    when the model has continuous predictions})."""
     folder = record.results_folder(results_dir, model, own.name)
     rec = record.read(folder / record.RECORD_FILE)
     where = folder / record.RECORD_FILE
     if rec["benchmark"].get("definition_sha256") != own.definition_sha256:
         raise HarnessError(f"{where}: benchmark.definition_sha256 is not the frozen {own.name} definition's")
-    val = folder / record.VAL_FILE
-    for label, path in (("test_predictions", test_file), ("val_predictions", val)):
+    files = {"test_predictions": test_file, "val_predictions": folder / record.VAL_FILE,
+             **{k: folder / f for k, f in record.CONTINUOUS_FILES.items() if k in rec["sha256"]}}
+    for label, path in files.items():
         if not path.is_file():
             raise HarnessError(f"{path}: missing (recorded in {where})")
         if record.sha256_file(path) != rec["sha256"][label]:
             raise HarnessError(f"{path}: does not match sha256.{label} in {where} (rerun `python -m harness run {model}`)")
-    return rec, val
+    out = {"val": files["val_predictions"]}
+    out.update({k: v for k, v in files.items() if k in record.CONTINUOUS_FILES})
+    return rec, out
 
 
-def model_safety(val_file: Path, own: bm.Benchmark, b: bm.Benchmark, pred_test: np.ndarray,
+def _on(path: Path, ids_all: list[str], ids: list[str]) -> np.ndarray:
+    """Predictions of a file holding exactly ``ids_all``, on ``ids``."""
+    rows = read_csv_zip(path)
+    check_ids(ids_all, rows.ids, str(path))
+    p = dict(zip(rows.ids, rows.predictions))
+    return np.array([p[i] for i in ids])
+
+
+def model_safety(files: dict[str, Path], own: bm.Benchmark, b: bm.Benchmark, pred_test: np.ndarray,
                  fixed: float) -> tuple[conformal.Safety, tuple]:
     """L90 of one model on ``b``: calibrated on its val predictions for ``b``'s val ids
-    (a subset of the file's own), evaluated on ``b``'s test ids."""
-    rows = read_csv_zip(val_file)
-    check_ids(own.ids["val"], rows.ids, str(val_file))
-    pv = dict(zip(rows.ids, rows.predictions))
-    p_val = np.array([pv[i] for i in b.ids["val"]])
+    (a subset of the file's own), evaluated on ``b``'s test ids. A model with continuous
+    predictions is calibrated and bounded on those (harness/runner.py)."""
+    if "val_continuous" in files and "test_continuous" in files:
+        p_val = _on(files["val_continuous"], own.ids["val"], b.ids["val"])
+        pred_test = _on(files["test_continuous"], own.ids["test"], b.ids["test"])
+    else:
+        p_val = _on(files["val"], own.ids["val"], b.ids["val"])
     y_val = b.y("val")
     recip = np.array([b.recip[i] for i in b.ids["test"]])
     return (conformal.evaluate(y_val, p_val, b.y("test"), pred_test, recip, fixed),
@@ -213,15 +228,15 @@ def build_board(b: bm.Benchmark, definitions: dict[str, bm.Benchmark], submissio
             if own is None or not own.contains(b):
                 continue
             pred = read_submission(f, own)
-            rec, val_file = checked_record(results_dir, folder.name, own, f)
+            rec, cal_files = checked_record(results_dir, folder.name, own, f)
             p = np.array([pred[i] for i in b.ids["test"]])
             safety = calibration = None
             if fixed is not None:
-                safety, calibration = model_safety(val_file, own, b, p, fixed)
+                safety, calibration = model_safety(cal_files, own, b, p, fixed)
             spread = seeds.read(results_dir, folder.name, own.name, f) if own.name == b.name else None
             worst = None
             if safety is not None and groups is not None:
-                worst = worst_group(y_test, conformal.upper_bound(p, safety.offset), groups)
+                worst = worst_group(y_test, conformal.upper_bound(calibration[2], safety.offset), groups)
             rows.append(Row(folder.name, meta.get("kind", "model"), regression_metrics(y_test, p), len(p),
                             rec["counts"]["train"], own.name, meta.get("software_used", ""), np.abs(y_test - p),
                             safety, calibration, seeds=spread, worst=worst))

@@ -25,6 +25,10 @@ from harness.errors import HarnessError
 
 RECORD_FILE = "run.json"
 VAL_FILE = "val_predictions.csv.zip"
+# A model with ``predict_continuous`` (its prediction before any snapping to the grid of
+# mesh changes): the harness calibrates the safe length on these instead.
+CONTINUOUS_FILES = {"val_continuous": "val_continuous.csv.zip", "test_continuous": "test_continuous.csv.zip"}
+PREDICTION_KEYS = ("test_predictions", "val_predictions", *CONTINUOUS_FILES)
 PARITY_FILE = "parity.png"
 ARTIFACT_FILE = "model.joblib"
 SIDECAR_FILE = "record.json"
@@ -91,12 +95,12 @@ def write(path: Path, rec: dict) -> bool:
             old = read(path)
         except HarnessError:
             old = None
-        if old is not None and complete(old) and all(
-                old["sha256"].get(k) == rec["sha256"][k] for k in ("test_predictions", "val_predictions")):
+        if old is not None and complete(old) and same_predictions(old, rec):
             return False
     atomic.write_text(path, dumps(rec))
     return True
 
 
 def same_predictions(a: dict, b: dict) -> bool:
-    return all(a["sha256"].get(k) == b["sha256"].get(k) for k in ("test_predictions", "val_predictions"))
+    """Both records describe the same prediction files (continuous ones included)."""
+    return all(a["sha256"].get(k) == b["sha256"].get(k) for k in PREDICTION_KEYS)

@@ -107,6 +107,13 @@ def fit_predict(task: Task, model: ModelFolder, ctx: ModelContext):
             preds[split] = task.check_predictions(split, task.ids(split), raw)
         except HarnessError as err:
             raise HarnessError(f"{where}: {err}") from None
+    if callable(getattr(estimator, "predict_continuous", None)):
+        for split in ("val", "test"):
+            raw = estimator.predict_continuous(task.X(split))
+            try:
+                preds[f"{split}_continuous"] = task.check_predictions(split, task.ids(split), raw)
+            except HarnessError as err:
+                raise HarnessError(f"{where}: predict_continuous: {err}") from None
     return estimator, preds, fit_s, time.perf_counter() - t0
 
 
@@ -137,6 +144,12 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
     val_file = res / record.VAL_FILE
     changed = submission.write_csv_zip(test_file, task.ids("test"), task.y("test"), preds["test"])
     changed |= submission.write_csv_zip(val_file, task.ids("val"), task.y("val"), preds["val"])
+    for key, fname in record.CONTINUOUS_FILES.items():
+        if key in preds:
+            split = key.split("_")[0]
+            changed |= submission.write_csv_zip(res / fname, task.ids(split), task.y(split), preds[key])
+        else:
+            (res / fname).unlink(missing_ok=True)
     old_meta = {}
     if (sub / "metadata.json").is_file():
         try:
@@ -149,7 +162,10 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
                       f'cd "$(dirname "$0")/../.."\npython -m harness run {model.name}\n')
     parity_plot(res / record.PARITY_FILE, task.y("test"), preds["test"], f"{model.name} — {bench.name}")
 
-    q = conformal.conformal_offset(task.y("val"), preds["val"])
+    # Calibrate on what the model knows before snapping, as written to the file (the
+    # leaderboard and predict recompute the offset from the file: the same number).
+    cal = [float(submission.format_float(v)) for v in preds.get("val_continuous", preds["val"])]
+    q = conformal.conformal_offset(task.y("val"), cal)
     rec = {
         "record_version": record.RECORD_VERSION,
         "model": model.name,
@@ -160,8 +176,10 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
         "n_jobs": ctx.n_jobs,
         "profile": str(getattr(estimator, "profile_", getattr(estimator, "profile", "-"))),
         "calibration": {"score": "additive y - yhat", "alpha": conformal.ALPHA, "offset": q, "n": len(task.ids("val")),
-                        "grid": conformal.GRID},
+                        "grid": conformal.GRID,
+                        "on": "continuous predictions" if "val_continuous" in preds else "predictions"},
         "sha256": {"test_predictions": record.sha256_file(test_file), "val_predictions": record.sha256_file(val_file),
+                   **{k: record.sha256_file(res / f) for k, f in record.CONTINUOUS_FILES.items() if k in preds},
                    "artifact": record.sha256_file(art) if art is not None else None},
         "versions": record.library_versions(),
         "numeric_env": numeric_env.describe(),

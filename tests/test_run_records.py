@@ -333,3 +333,64 @@ def test_seed_spread_is_written_and_shown_on_the_leaderboard(synthetic, tmp_path
     assert full["n_seeds"] == "3" and float(full["seeds_mae_mean"]) == pytest.approx(float(full["mae"]), abs=1e-4)
     assert next(r for r in rows if r["benchmark"] == "synth_sub")["n_seeds"] == ""  # other ids: not this spread
     assert "± 0.000 (n=3)" in (root / "README.md").read_text()
+
+
+CONTINUOUS_MODEL = """
+import numpy as np
+
+class Snapper:
+    # Predicts a length from the cell volume per atom; predict() snaps it to the 5 Å grid.
+    def fit(self, X, y):
+        v = np.array([a.volume / a.num_atoms for a in X["atoms"]])
+        self.coef = np.polyfit(v, np.asarray(y, float), 1)
+        return self
+    def predict_continuous(self, X):
+        v = np.array([a.volume / a.num_atoms for a in X["atoms"]])
+        return np.clip(np.polyval(self.coef, v), 10.0, 200.0)
+    def predict(self, X):
+        return np.round(self.predict_continuous(X) / 5.0) * 5.0
+
+def make_model(ctx):
+    return Snapper()
+"""
+
+
+def test_a_model_with_continuous_predictions_is_calibrated_on_them(tmp_path, data_dir, cache_root, monkeypatch):
+    from harness import api, conformal
+    from harness import benchmark as bm
+
+    models = tmp_path / "models"
+    d = models / "snapper"
+    shutil.copytree(REPO / "models" / "train_median", d)
+    (d / "model.yaml").write_text((d / "model.yaml").read_text().replace("name: train_median", "name: snapper"))
+    (d / "model.py").write_text(CONTINUOUS_MODEL)
+    out = tmp_path / "out"
+    env = _env(out, models, cache_root)
+    proc = _harness(env, "run", "snapper", "--scratch", str(out), "--limit", "120", "--n-jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    res = out / "results" / "snapper" / bm.SCRATCH
+    rec = record.read(res / record.RECORD_FILE)
+    assert set(record.CONTINUOUS_FILES) <= set(rec["sha256"]) and rec["calibration"]["on"] == "continuous predictions"
+    cont = submission.read_csv_zip(res / "val_continuous.csv.zip")
+    snapped = submission.read_csv_zip(res / record.VAL_FILE)
+    assert any(c != s for c, s in zip(cont.predictions, snapped.predictions))
+    definition = bm.load(bm.SCRATCH, out / "benchmarks")
+    q = conformal.conformal_offset(definition.y("val", cont.ids), cont.predictions)
+    assert rec["calibration"]["offset"] == q
+    row = next(r for r in csv.DictReader(open(out / "leaderboard.csv")) if r["model"] == "snapper")
+    assert float(row["l90_offset"]) == pytest.approx(round(q, 4))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    f = fitted.load_fitted("snapper")
+    assert f.continuous and f.offset(0.1) == q
+    import pandas as pd
+
+    from harness import data
+    from harness.freeze import DATASET
+
+    mat, _ = data.load_materials(DATASET, data_dir, cache_root)
+    a = mat.at[definition.ids["test"][0], "atoms"]
+    [p] = api.predict_kpoints(a, model=f, progress=False)
+    yc = float(f.estimator.predict_continuous(pd.DataFrame({"atoms": [a]}))[0])
+    assert p.domain is None and "domain_unchecked" in p.flags  # a scratch benchmark has no domain profile
+    assert p.safe_length == float(conformal.upper_bound(yc, q))  # the continuous prediction is bounded
