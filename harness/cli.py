@@ -138,13 +138,18 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _child_args(args, n_jobs: int, models_dir: Path | None = None) -> dict:
+    """What every model process gets (harness.schedule.child_command); seed/scheduler when the command has them."""
+    return {"data_dir": _data_dir(args), "models_dir": models_dir or _models_dir(args), "seed": getattr(args, "seed", None),
+            "n_jobs": n_jobs, "profile": _profile(args.profile), "dask_scheduler": getattr(args, "dask_scheduler", None)}
+
+
 def _run_models(args, selected, benchmark: str, models_dir: Path) -> list:
     from harness.schedule import run_models
 
     parallel = max(1, min(args.parallel, len(selected)))
     n_jobs = max(1, args.n_jobs // parallel)  # the cores are shared between the model processes
-    child_args = {"data_dir": _data_dir(args), "models_dir": models_dir, "seed": args.seed, "n_jobs": n_jobs,
-                  "profile": _profile(args.profile), "dask_scheduler": args.dask_scheduler}
+    child_args = _child_args(args, n_jobs, models_dir)
     t0 = {}
 
     def started(name, log):
@@ -300,17 +305,16 @@ def cmd_benchmark(args) -> int:
             print(f"{root.name}/{name}/: {what}")
         return 0
     defs = bm.load_all(root)
-    store = None
+    materials = prov = None
     if args.action == "check":
         materials, prov = _load_store(_data_dir(args))
-        store = (materials.index, prov)
     for d in defs:
         line = f"{d.name}: {d.counts_text()} ids, key {d.key}, definition sha256 {d.definition_sha256[:12]}…, " \
                f"lattice {'yes' if d.recip is not None else 'no'}"
-        if store is not None:
-            problem = d.store_problem(*store[0:1], store[1]["sha256"])
-            line += f"; store {store[1]['file']}: " + ("covers it (run writes its submissions)" if problem is None
-                                                       else f"does not cover it ({problem})")
+        if prov is not None:
+            problem = d.store_problem(materials.index, prov["sha256"])
+            line += f"; store {prov['file']}: " + ("covers it (run writes its submissions)" if problem is None
+                                                   else f"does not cover it ({problem})")
         print(line)
     return 0
 
@@ -318,8 +322,7 @@ def cmd_benchmark(args) -> int:
 def cmd_reproduce(args) -> int:
     from harness.reproduce import reproduce
 
-    child_args = {"data_dir": _data_dir(args), "models_dir": _models_dir(args), "seed": args.seed,
-                  "n_jobs": args.n_jobs, "profile": _profile(args.profile)}
+    child_args = _child_args(args, args.n_jobs)
     results = []
     for name in args.names:
         print(f"== reproduce {name}", flush=True)
@@ -337,8 +340,7 @@ def cmd_reproduce(args) -> int:
 def cmd_seeds(args) -> int:
     from harness.seeds import seed_spread
 
-    child_args = {"data_dir": _data_dir(args), "models_dir": _models_dir(args),
-                  "n_jobs": max(1, args.n_jobs // max(1, args.parallel)), "profile": _profile(args.profile)}
+    child_args = _child_args(args, max(1, args.n_jobs // max(1, args.parallel)))
     for name in args.names:
         doc = seed_spread(name, args.n, child_args, parallel=args.parallel)
         print(f"{name}: test MAE {doc['mean']:.3f} ± {doc['std']:.3f} over seeds {doc['seeds']} "

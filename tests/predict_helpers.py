@@ -71,3 +71,21 @@ def supercell(atoms, m) -> Atoms:
     frac = ((f[None, :, :] + shifts[:, None, :]) / np.asarray(m, dtype=float)).reshape(-1, 3)
     return Atoms(lattice_mat=lat * np.asarray(m, dtype=float)[:, None], coords=frac,
                  elements=list(atoms.elements) * len(shifts), cartesian=False)
+
+
+# Fixtures shared by test_api.py and test_predict.py (imported there by name).
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def model(task, tmp_path_factory, monkeypatch):
+    """A real rf_composition fitted on a slice, used as the default model."""
+    tr = trained(task, tmp_path_factory.mktemp("predict-model"))
+    use_model(monkeypatch, tr["fitted"])
+    return tr
+
+
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path, monkeypatch):
+    """Features of predicted structures go to a scratch $KSPACING_CACHE_DIR, never ~/.cache."""
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))

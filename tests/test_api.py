@@ -17,17 +17,7 @@ from harness.api import predict_kpoints
 from harness.errors import HarnessError
 
 
-@pytest.fixture
-def model(task, tmp_path_factory, monkeypatch):
-    tr = helpers.trained(task, tmp_path_factory.mktemp("api-model"))
-    helpers.use_model(monkeypatch, tr["fitted"])
-    return tr
-
-
-@pytest.fixture(autouse=True)
-def user_cache(tmp_path, monkeypatch):
-    """Features of predicted structures go to a scratch $KSPACING_CACHE_DIR, never ~/.cache."""
-    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
+from predict_helpers import model, user_cache  # noqa: E402,F401  (shared fixtures)
 
 
 @pytest.fixture(scope="module")

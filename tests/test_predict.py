@@ -22,16 +22,7 @@ from harness import conformal, paths
 from harness.cli import main
 
 
-@pytest.fixture
-def model(task, tmp_path_factory, monkeypatch):
-    tr = helpers.trained(task, tmp_path_factory.mktemp("predict-model"))
-    helpers.use_model(monkeypatch, tr["fitted"])
-    return tr
-
-
-@pytest.fixture(autouse=True)
-def user_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
+from predict_helpers import model, user_cache  # noqa: E402,F401  (shared fixtures)
 
 
 @pytest.fixture
