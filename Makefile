@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest -q tests/perf --benchmark-enable --benchmark-only
+	$(BIN)/python -m pytest -q tests/perf modellib/tests/perf --benchmark-enable --benchmark-only
 
 leaderboard: $(STAMP)
 	$(BIN)/python -m harness leaderboard

@@ -28,17 +28,6 @@ def _data_dir(args) -> Path | None:
     return Path(args.data_dir) if getattr(args, "data_dir", None) else paths.default_data_dir()
 
 
-def _profile(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    try:
-        import torch
-
-        return "paper" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
-
-
 def _models_dir(args) -> Path:
     return Path(args.models_dir) if getattr(args, "models_dir", None) else paths.models_dir()
 
@@ -122,14 +111,13 @@ def cmd_run(args) -> int:
     selected, bad = _select(args, models_dir)
     for _, e in bad:
         print(f"error: {e}", file=sys.stderr)
-    with joblib_backend(args.dask_scheduler):  # a bad address fails fast, before the data load
-        pass  # the model processes connect again themselves
-    materials, prov = _load_store(_data_dir(args))
-    bench = _choose_benchmark(args, materials, prov)
-    del materials
-    print(f"training on {bench.name}: {bench.counts_text()} ids" + (f" (SCRATCH output in {paths.output_dir()}; not the "
-          "leaderboard)" if args.scratch else ""), flush=True)
-    outcomes = _run_models(args, selected, bench.name, models_dir)
+    with joblib_backend(args.dask_scheduler) as client:  # a bad address fails fast, before the data load
+        materials, prov = _load_store(_data_dir(args))
+        bench = _choose_benchmark(args, materials, prov)
+        del materials
+        print(f"training on {bench.name}: {bench.counts_text()} ids" + (f" (SCRATCH output in {paths.output_dir()}; "
+              "not the leaderboard)" if args.scratch else ""), flush=True)
+        outcomes = _run_models(args, selected, bench.name, models_dir, client)
     _print_leaderboard(args)
     failed = [(o.name, o.message) for o in outcomes if not o.ok] + bad
     if failed:
@@ -141,13 +129,15 @@ def cmd_run(args) -> int:
 def _child_args(args, n_jobs: int, models_dir: Path | None = None) -> dict:
     """What every model process gets (harness.schedule.child_command); seed/scheduler when the command has them."""
     return {"data_dir": _data_dir(args), "models_dir": models_dir or _models_dir(args), "seed": getattr(args, "seed", None),
-            "n_jobs": n_jobs, "profile": _profile(args.profile), "dask_scheduler": getattr(args, "dask_scheduler", None)}
+            "n_jobs": n_jobs, "dask_scheduler": getattr(args, "dask_scheduler", None)}
 
 
-def _run_models(args, selected, benchmark: str, models_dir: Path) -> list:
+def _run_models(args, selected, benchmark: str, models_dir: Path, client=None) -> list:
     from harness.schedule import run_models
 
-    parallel = max(1, min(args.parallel, len(selected)))
+    # default: one model per core here, one per worker on a Dask cluster
+    slots = args.parallel or (len(client.ncores()) if client is not None else os.cpu_count() or 1)
+    parallel = max(1, min(slots, len(selected)))
     n_jobs = max(1, args.n_jobs // parallel)  # the cores are shared between the model processes
     child_args = _child_args(args, n_jobs, models_dir)
     t0 = {}
@@ -164,8 +154,9 @@ def _run_models(args, selected, benchmark: str, models_dir: Path) -> list:
         print(f"{o.name}: {text}", flush=True)
 
     needs = {m.name: list(m.meta.get("needs", [])) for m in selected}
-    return run_models([m.name for m in selected], benchmark, child_args, on_done=done, needs=needs,
-                      parallel=parallel, log_dir=paths.cache_dir() / "logs", on_start=started)
+    after = {m.name: list(m.meta.get("after", [])) for m in selected}
+    return run_models([m.name for m in selected], benchmark, child_args, on_done=done, needs=needs, after=after,
+                      parallel=parallel, log_dir=paths.cache_dir() / "logs", on_start=started, client=client)
 
 
 def cmd_run_model(args) -> int:
@@ -194,7 +185,7 @@ def cmd_run_model(args) -> int:
         return report(Outcome(args.name, False, str(err)))
     cache = paths.cache_dir()
     run_cache = paths.run_cache_dir()  # scratch roots keep their fits apart from the repository's
-    ctx = ModelContext(cache_dir=run_cache / "models" / folder.name, profile=args.profile, seed=args.seed,
+    ctx = ModelContext(cache_dir=run_cache / "models" / folder.name, options=dict(folder.meta.get("options", {})), seed=args.seed,
                        n_jobs=args.n_jobs, shared_cache_dir=cache)
     with joblib_backend(args.dask_scheduler):
         out = run_one(task, folder, ctx, submissions_dir=paths.submissions_dir(), results_dir=paths.results_dir(),
@@ -384,18 +375,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(r, data=True, models=True, refs=True)
     r.add_argument("--scratch", metavar="DIR", help="train on whatever split ids the store covers and write everything "
                    "(a throw-away definition, submissions, records, leaderboard) under DIR instead of the repository")
-    r.add_argument("--profile", choices=["auto", "cpu", "paper"], default="auto",
-                   help="compute profile for models that have one (auto: paper with CUDA, else cpu)")
     r.add_argument("--seed", type=int, default=0, help="random seed passed to every model (default 0)")
     r.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="CPU workers for models that parallelise")
-    r.add_argument("--parallel", type=int, default=1, metavar="P",
-                   help="model processes at once (default 1: live progress bars). With P > 1 each gets --n-jobs/P "
-                   "workers and writes its output to $KSPACING_CACHE_DIR/logs/NAME.log; models listed under `needs:` "
-                   "in a model.yaml start after those")
+    r.add_argument("--parallel", type=int, default=None, metavar="P",
+                   help="model processes at once (default: one per CPU core, or one per worker with --dask-scheduler; "
+                   "a single model shows live progress bars). With P > 1 each gets --n-jobs/P workers and writes its "
+                   "output to $KSPACING_CACHE_DIR/logs/NAME.log; a model starts after those its model.yaml lists "
+                   "under `needs:` (and does not run if one failed) and `after:` (whatever their outcome)")
     r.add_argument("--limit", type=int, metavar="N",
                    help="testing/debugging only, with --scratch: the first N covered ids of each split")
     r.add_argument("--dask-scheduler", metavar="ADDRESS",
-                   help="run the joblib-parallel work (structure featurization, forests) on this Dask cluster, "
+                   help="run each model as a task on this Dask cluster (the worker starts the same model process; "
+                   "the workers need this checkout, the data and the output folders at the same paths) and the "
+                   "models' joblib-parallel work (structure featurization, forests) there too, "
                    "e.g. tcp://10.0.0.5:8786 (needs dask[distributed] here and on the workers; default: local)")
     r.set_defaults(func=cmd_run)
 
@@ -406,7 +398,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(rm, data=True, models=True)
     rm.add_argument("--seed", type=int, default=0)
     rm.add_argument("--n-jobs", type=int, default=1)
-    rm.add_argument("--profile", default="cpu")
     rm.add_argument("--dask-scheduler")
     rm.set_defaults(func=cmd_run_model)
 
@@ -455,7 +446,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(rp, data=True, models=True)
     rp.add_argument("--seed", type=int, default=0, help="random seed (default 0, as the committed runs)")
     rp.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="CPU workers for models that parallelise")
-    rp.add_argument("--profile", choices=["auto", "cpu", "paper"], default="auto", help="compute profile (as `run`)")
     rp.add_argument("--keep", metavar="DIR", help="write the scratch output under DIR/NAME/ and keep it")
     rp.set_defaults(func=cmd_reproduce)
 
@@ -466,7 +456,6 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--n", type=int, default=5, help="number of seeds including the committed seed 0 (default 5)")
     sd.add_argument("--parallel", type=int, default=1, metavar="P", help="seed runs at once (default 1)")
     sd.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="CPU workers, shared by the parallel runs")
-    sd.add_argument("--profile", choices=["auto", "cpu", "paper"], default="auto", help="compute profile (as `run`)")
     _add_common(sd, data=True, models=True)
     sd.set_defaults(func=cmd_seeds)
 

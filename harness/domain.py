@@ -8,7 +8,7 @@ one structure with it and returns a :class:`DomainReport` with these flags:
 * ``rare_element``: an element in fewer than ``rare_threshold`` (default 20) training compounds;
 * ``far_from_training``: the composition's distance to its nearest training composition is
   above the training set's own leave-one-out P99. The space: the Magpie-statistics part of
-  :func:`harness.features.metallicity.composition_matrix` (mean / deviation / min / max /
+  :func:`harness.chemistry.composition_matrix` (mean / deviation / min / max /
   range of 28 element properties, element count, stoichiometry norms, charge balance),
   standardized with the training mean and std; the distance is the RMS z-score difference.
   The training side is the list of distinct reduced formulas (kept in the profile, so the
@@ -26,10 +26,10 @@ one structure with it and returns a :class:`DomainReport` with these flags:
 ``in_domain`` is False when any flag other than ``likely_metal`` is raised; ``likely_metal``
 alone is a note, unless metals are rare in training (profile ``metal_fraction`` <
 ``METAL_MINORITY``, 5 %): in the offline O/N store 23 % of training compounds are likely
-metals (the per-group calibration of harness.group_conformal handles them in domain).
+metals (the per-group calibration of modellib.studies.group_conformal handles them in domain).
 
 :func:`safe_length` is the conservative bound: the conformal L90 in domain, an inflated
-bound out of domain (rule and evidence: its docstring, ``python -m harness.lco`` →
+bound out of domain (rule and evidence: its docstring, ``python -m modellib.studies.lco`` →
 results/lco/lco.md). The profile of the subset benchmark's training set is committed as
 results/domain/<benchmark>.json (``python -m harness.domain`` writes it).
 """
@@ -52,13 +52,13 @@ RARE_THRESHOLD = 20  # training compounds containing the element
 FAR_QUANTILE = 0.99  # of the training set's leave-one-out nearest-neighbour distances
 METAL_MINORITY = 0.05  # likely_metal is out of domain only when metals are this rare in training (else a note)
 MOLECULE_GAP_A = 6.0  # as harness.structure_io.MOLECULE_GAP_A: empty along all three vectors = 0D
-SYMPREC = 0.01  # spglib, as harness.features.physics
+SYMPREC = 0.01  # spglib, as modellib.features.physics
 _CRYSTAL_SYSTEMS = ((2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"),
                     (167, "trigonal"), (194, "hexagonal"), (230, "cubic"))
 N_FRACTION_COLUMNS = 103  # composition_matrix: element fractions first, then the statistics we use
 
 # Out-of-domain bound (safe_length): see its docstring. The factors chosen by the
-# leave-chemistry-out evaluation (`python -m harness.lco` -> results/lco/lco.json "rule";
+# leave-chemistry-out evaluation (`python -m modellib.studies.lco` -> results/lco/lco.json "rule";
 # tests/test_domain.py checks they agree).
 OOD_RULE = {"kind": "scale", "factor": 1.4, "factor_element": 1.0}
 PROFILE_DIR = "domain"  # results/domain/<benchmark>.json: the profile of that benchmark's training set
@@ -103,7 +103,7 @@ def _jsonable(x):
 def _reduced(formula: str) -> str:
     import warnings
 
-    from harness.features.metallicity import reduced_formula
+    from harness.chemistry import reduced_formula
 
     with warnings.catch_warnings():  # pymatgen sorts by electronegativity: "No Pauling electronegativity for He"
         warnings.simplefilter("ignore", UserWarning)
@@ -120,7 +120,7 @@ def stats_matrix(formulas) -> np.ndarray:
     """(n, d) composition statistics: composition_matrix without the element fractions."""
     import warnings
 
-    from harness.features.metallicity import composition_matrix
+    from harness.chemistry import composition_matrix
 
     with warnings.catch_warnings():  # pymatgen: "No Pauling electronegativity for He" (the element table)
         warnings.simplefilter("ignore", UserWarning)
@@ -134,8 +134,8 @@ def metal_rule(formulas) -> np.ndarray:
     (recall 90 %, precision 74 %), but on the 2,319 of them with O or N for 74 % (recall
     73 %, precision 46 %: mixed-valence oxides count as metals); it marks 39 % of the
     subset's compounds metallic against 23 % for the metallicity model. Pass ``p_metal``
-    from harness.features.metallicity when there is one."""
-    from harness.features.metallicity import composition_feature_names, composition_matrix
+    from modellib.features.metallicity when there is one."""
+    from harness.chemistry import composition_feature_names, composition_matrix
 
     import warnings
 
@@ -400,14 +400,14 @@ def safe_length(yhat: float, q: float, report: DomainReport, profile: dict | Non
                 rule: dict | None = None) -> float:
     """The safe k-point length (Å, on the 5 Å grid) for prediction ``yhat`` (continuous or
     snapped) with conformal offset ``q`` (the model's L90 offset, or a group offset of
-    harness.group_conformal):
+    modellib.studies.group_conformal):
 
     * in domain: L90 = floor_5(ŷ + q);
     * out of domain: max(L90, floor_5(c·(ŷ + q))), c = ``rule["factor_element"]`` when only
       the elements are new (:func:`ood_tier` 1), ``rule["factor"]`` otherwise (tier 2).
 
     ``rule`` defaults to :data:`OOD_RULE`, whose factors were chosen by the
-    leave-chemistry-out evaluation (``python -m harness.lco``, results/lco/lco.md): the
+    leave-chemistry-out evaluation (``python -m modellib.studies.lco``, results/lco/lco.md): the
     smallest factors on a 0.05 grid covering ≥ 90 % of the out-of-domain compounds of every
     held-out family; measured nested (factors chosen without the family and without the
     compounds), every family stayed ≥ 85 % covered. ``profile`` is accepted for rules that
@@ -433,46 +433,3 @@ def default_profile_path(benchmark: str) -> Path:
     from harness import paths
 
     return paths.results_dir() / PROFILE_DIR / f"{benchmark}.json"
-
-
-def main(argv=None) -> int:
-    """``python -m harness.domain [--benchmark NAME]``: write the domain profile of a frozen
-    benchmark's training set (P(metal) from harness.features.metallicity) to
-    results/domain/<benchmark>.json."""
-    import argparse
-    import sys
-
-    from harness import benchmark as bm
-    from harness import data, paths
-    from harness.features.metallicity import fitted_metallicity
-    from harness.freeze import DATASET
-
-    ap = argparse.ArgumentParser(prog="python -m harness.domain", description=main.__doc__.split("\n\n")[0])
-    ap.add_argument("--benchmark", default=bm.SUBSET)
-    ap.add_argument("--out", type=Path, default=None)
-    a = ap.parse_args(argv)
-    try:
-        bench = bm.load(a.benchmark, paths.benchmarks_dir())
-        materials, prov = data.load_materials(DATASET, paths.default_data_dir(), paths.cache_dir())
-        problem = bench.store_problem(materials.index, prov["sha256"])
-        if problem:
-            raise HarnessError(problem)
-        X = materials.loc[bench.ids["train"]]
-        print(f"[domain] {bench.name}: {len(X):,} training structures; metallicity model ...", flush=True)
-        p_metal = fitted_metallicity(paths.cache_dir(), n_jobs=1).predict_proba_metal(list(X["formula"]))
-        print("[domain] profile (composition statistics, space groups, vacuum gaps) ...", flush=True)
-        profile = build_profile(X, targets=bench.y("train"), p_metal=p_metal)
-        profile["benchmark"] = {"name": bench.name, "definition_sha256": bench.definition_sha256}
-        profile["sha256"] = profile_digest(profile)
-        out = a.out or default_profile_path(bench.name)
-        save_profile(profile, out)
-        print(f"[domain] wrote {out} ({out.stat().st_size:,} bytes; far threshold {profile['far_threshold']:.3f}, "
-              f"metals {100 * profile['metal_fraction']:.0f} %)", flush=True)
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numpy import linalg as LA
 
+GRID = 5.0  # Å: JARVIS steps the converged length by 5 Å, so every target is a multiple of GRID
+
 
 def reciprocal_lengths(lattice_mat) -> list[float]:
     """|b_1|, |b_2|, |b_3| (1/Å) computed with jarvis' own calls, so that meshes
@@ -21,11 +23,12 @@ def reciprocal_lengths(lattice_mat) -> list[float]:
 def mesh(recip, length) -> np.ndarray:
     """Mesh(es) for reciprocal lengths ``recip`` (shape (3,) or (n, 3)) and length(s)
     ``length`` (scalar or (n,)): jarvis' int(max(1, L·b + 0.5)), vectorised
-    (float64 products and truncation toward zero, as Python's float/int)."""
+    (float64 products and truncation toward zero, as Python's float/int). n lengths give
+    n meshes: of n cells, or of one cell (``recip`` of shape (3,)) at each length."""
     b = np.asarray(recip, dtype=float)
     L = np.asarray(length, dtype=float)
-    if b.ndim == 2:
-        L = L.reshape(-1, 1) if L.ndim else L
+    if L.ndim == 1:
+        L = L.reshape(-1, 1)
     return np.maximum(1.0, L * b + 0.5).astype(np.int64)
 
 

@@ -27,7 +27,7 @@ from harness.submission import check_ids, physical_problem, read_csv_zip
 SAFETY_COLUMNS = ["l90_offset", "l90_coverage", "l90_worst_group", "l90_worst_group_coverage", "kpoints_mean_l90",
                   "kpoints_saved_pct"]
 # Group labels of the test ids (metal / cell size / crystal system), written by
-# `python -m harness.group_conformal`; the leaderboard computes no features itself.
+# `python -m modellib.studies.group_conformal`; the leaderboard computes no features itself.
 GROUPS_FILE = "results/domain/{benchmark}.groups.csv"
 GROUPINGS = ("metal", "size", "system")
 COLUMNS = ["benchmark", "rank", "model", "kind", "mae", "mae_ci_low", "mae_ci_high", "beats_next_pct", "seeds_mae_mean",
@@ -171,7 +171,7 @@ def read_groups(path: Path, test_ids: list[str]) -> dict[str, list[str]] | None:
     missing = [i for i in test_ids if i not in got]
     if missing:
         raise HarnessError(f"{path}: no groups for {len(missing)} test id(s), e.g. {missing[0]} (rerun "
-                           "`python -m harness.group_conformal`)")
+                           "`python -m modellib.studies.group_conformal`)")
     return {g: [got[i][k] for i in test_ids] for k, g in enumerate(GROUPINGS)}
 
 

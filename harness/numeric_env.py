@@ -11,7 +11,7 @@ differed, and two structures changed Voronoi outcome.
 Every model process therefore runs with numpy's run-time dispatch switched off down to
 its compiled baseline, one fixed OpenBLAS kernel and single-threaded BLAS: the kernels
 are then the same on every x86-64 machine (aarch64 has one set anyway). The features
-are also rounded (harness/features/robust.py) for what no variable reaches (libm,
+are also rounded (modellib/features/robust.py) for what no variable reaches (libm,
 qhull). Slower BLAS does not matter here: featurization is per structure and small.
 """
 

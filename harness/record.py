@@ -1,6 +1,6 @@
 """The run record: one JSON file per (model, benchmark) beside the val predictions,
 ``results/<model>/<benchmark>/run.json``, saying exactly what produced the committed
-submission: benchmark and definition hash, store, seed, n_jobs, profile, library
+submission: benchmark and definition hash, store, seed, n_jobs, the model's options, library
 versions, the conformal calibration, and the sha256 of the test and val prediction files
 and of the fitted artifact.
 

@@ -49,6 +49,11 @@ class Outcome:
                 "seconds": self.seconds, "changed": self.changed}
 
 
+
+def _jsonable_options(options) -> dict:
+    """The options a model ran with (its resolved ``options_``, else model.yaml's), as JSON."""
+    return json.loads(json.dumps(dict(options or {}), sort_keys=True, default=str))
+
 def artifact_path(cache_dir: Path, name: str, benchmark: str) -> Path:
     return record.artifact_dir(cache_dir, name, benchmark) / record.ARTIFACT_FILE
 
@@ -174,7 +179,7 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
         "counts": bench.counts(),
         "seed": ctx.seed,
         "n_jobs": ctx.n_jobs,
-        "profile": str(getattr(estimator, "profile_", getattr(estimator, "profile", "-"))),
+        "options": _jsonable_options(getattr(estimator, "options_", None) or ctx.options),
         "calibration": {"score": "additive y - yhat", "alpha": conformal.ALPHA, "offset": q, "n": len(task.ids("val")),
                         "grid": conformal.GRID,
                         "on": "continuous predictions" if "val_continuous" in preds else "predictions"},

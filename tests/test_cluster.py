@@ -10,7 +10,7 @@ import joblib
 import numpy as np
 
 from harness import cli
-from harness.features import structure as sf
+from modellib.features import structure as sf
 
 
 def test_featurization_runs_on_the_active_joblib_backend(task, tmp_path, monkeypatch):

@@ -133,7 +133,7 @@ def comparable(root: Path) -> dict[str, bytes]:
 def test_kill_9_then_rerun_resumes_and_matches_a_clean_run(task, data_dir, cache_root, models_dir, tmp_path):
     killed = tmp_path / "killed"
     env = scratch_env(killed, data_dir, cache_root, models_dir)
-    args = ["run", "--all", "--limit", LIMIT, "--n-jobs", "1", "--profile", "cpu"]
+    args = ["run", "--all", "--limit", LIMIT, "--n-jobs", "1"]
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -25,14 +25,14 @@ class PhysicsBooster:
     def fit(self, X, y):
         import lightgbm as lgb
 
-        from harness.features.physics import physics_features
+        from modellib.features.physics import physics_features
 
         self.m = lgb.LGBMRegressor(n_estimators=80, num_leaves=31, random_state=0, n_jobs=1, verbose=-1)
         self.m.fit(physics_features(X["atoms"], None), np.log(y))
         return self
 
     def predict(self, X):
-        from harness.features.physics import physics_features
+        from modellib.features.physics import physics_features
 
         return np.exp(self.m.predict(physics_features(X["atoms"], None)))
 

@@ -7,7 +7,7 @@ import joblib
 import numpy as np
 
 from harness import ModelContext
-from harness.features.physics import mesh_change_lengths, reciprocal_lengths
+from modellib.features.physics import mesh_change_lengths, reciprocal_lengths
 from harness.paths import MODELS_DIR
 from harness.registry import read_folder
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from harness import numeric_env, paths
-from harness.features.robust import canonical
+from modellib.features.robust import canonical
 
 REPO = paths.REPO_ROOT
 # Two "machines": this CPU as it is, and one without AVX-512 and with another BLAS kernel.
@@ -29,9 +29,9 @@ import pickle, sys
 sys.path.insert(0, {repo!r})
 from harness import benchmark as bm, data, paths
 from harness.freeze import DATASET
-from harness.features.composition import composition_features
-from harness.features.physics import physics_features
-from harness.features.structure import featurize_structures
+from modellib.features.composition import composition_features
+from modellib.features.physics import physics_features
+from modellib.features.structure import featurize_structures
 mat, prov = data.load_materials(DATASET, paths.default_data_dir(), paths.cache_dir())
 ids = bm.load(bm.SUBSET, paths.benchmarks_dir()).ids["train"][:{n}]
 X = mat.loc[ids]
@@ -93,10 +93,10 @@ def test_canonical_rounding_is_exact_and_idempotent():
 
 MODEL = """
 import numpy as np
-from harness.features.physics import physics_features
-from harness.features.composition import composition_features
-from harness.features.robust import canonical
-from harness.features.structure_model import MatminerXGBoost
+from modellib.features.physics import physics_features
+from modellib.features.composition import composition_features
+from modellib.features.robust import canonical
+from modellib.features.structure_model import MatminerXGBoost
 import pandas as pd
 
 class Both:

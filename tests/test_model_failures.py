@@ -101,7 +101,7 @@ def in_process(task, cache_root, tmp_path, monkeypatch):
 
 
 def test_broken_models_fail_alone_and_the_run_exits_nonzero(in_process, models_dir, capsys):
-    rc = cli.main(["run", "--all", "--scratch", str(in_process), "--limit", LIMIT, "--profile", "cpu", "--n-jobs", "1",
+    rc = cli.main(["run", "--all", "--scratch", str(in_process), "--limit", LIMIT, "--n-jobs", "1",
                    "--models-dir", str(models_dir)])
     cap = capsys.readouterr()
     check_failures(rc, cap.out, cap.err)
@@ -109,7 +109,7 @@ def test_broken_models_fail_alone_and_the_run_exits_nonzero(in_process, models_d
 
 
 def test_selected_models_only_report_their_own_failures(in_process, models_dir, capsys):
-    args = ["--scratch", str(in_process), "--limit", LIMIT, "--profile", "cpu", "--models-dir", str(models_dir)]
+    args = ["--scratch", str(in_process), "--limit", LIMIT, "--models-dir", str(models_dir)]
     rc = cli.main(["run", "t_good", *args])
     cap = capsys.readouterr()
     assert rc == 0 and "failed" not in cap.err
@@ -149,7 +149,7 @@ def test_limit_is_refused_on_the_repository_outputs(capsys, monkeypatch, tmp_pat
 def test_end_to_end_in_a_subprocess(task, data_dir, cache_root, models_dir, tmp_path):
     """The real entry point, with the model folders given by $KSPACING_MODELS_DIR."""
     env = scratch_env(tmp_path, data_dir, cache_root, models_dir)
-    proc = run_cli(["run", "--all", "--limit", LIMIT, "--n-jobs", "1", "--profile", "cpu"], env)
+    proc = run_cli(["run", "--all", "--limit", LIMIT, "--n-jobs", "1"], env)
     check_failures(proc.returncode, proc.stdout, proc.stderr)
     check_outputs(tmp_path / "out")
     assert f"training on {bm.SCRATCH}: train 40 / 44,313" in proc.stdout and "SCRATCH output in" in proc.stdout

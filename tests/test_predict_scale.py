@@ -14,7 +14,7 @@ import pytest
 from predict_helpers import supercell
 
 from harness import api
-from harness.features import physics
+from modellib.features import physics
 
 HEAVY = ("numpy", "pandas", "scipy", "pymatgen", "jarvis", "sklearn", "torch", "matminer", "spglib", "lightgbm")
 

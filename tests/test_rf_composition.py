@@ -3,7 +3,7 @@
 import numpy as np
 
 from harness import ModelContext, registry
-from harness.features import composition
+from modellib.features import composition
 from harness.paths import MODELS_DIR
 
 

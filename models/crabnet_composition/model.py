@@ -1,6 +1,6 @@
-"""crabnet_composition: see harness/crabnet (shared by the five CrabNet rows)."""
+"""crabnet_composition: see modellib/crabnet (shared by the five CrabNet rows)."""
 
-from harness.crabnet.estimator import make_model as _make
+from modellib.crabnet.estimator import make_model as _make
 
 
 def make_model(ctx):

@@ -4,7 +4,7 @@ with the test MAE of the same fit alongside. Writes results/kspace_gbm/ablation.
     .venv/bin/python models/kspace_gbm/ablation.py            # ~35 min on 1 busy core
 
 Uses the shared caches (physics, composition, metallicity, and the matminer structural
-features of harness/features/structure.py when its cache is complete). n_jobs=1.
+features of modellib/features/structure.py when its cache is complete). n_jobs=1.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 
 from harness import paths  # noqa: E402
-from harness.features.composition import composition_features  # noqa: E402
-from harness.features.metallicity import OUTPUT_COLUMNS, fitted_metallicity, reduced_formula  # noqa: E402
-from harness.features.physics import physics_features  # noqa: E402
+from harness.kpoints import GRID  # noqa: E402
+from modellib.features.composition import composition_features  # noqa: E402
+from modellib.features.metallicity import OUTPUT_COLUMNS, fitted_metallicity, reduced_formula  # noqa: E402
+from modellib.features.physics import physics_features  # noqa: E402
 from harness.registry import read_folder  # noqa: E402
 from harness.task import Task  # noqa: E402
 
@@ -54,7 +55,7 @@ def mae(a, b) -> float:
 
 
 def round5(p):
-    return np.round(np.asarray(p) / 5) * 5
+    return np.round(np.asarray(p) / GRID) * GRID
 
 
 def main() -> None:
@@ -79,7 +80,7 @@ def main() -> None:
 
     struct_ok = False
     try:
-        from harness.features.structure import featurize_structures
+        from modellib.features.structure import featurize_structures
 
         S = {}
         for s in SPLITS:
@@ -167,7 +168,7 @@ def main() -> None:
     g = "extras (3 seeds, colsample 0.3, snapped)"
     if struct_ok:
         v, t = lgbm(ALL + STRUCT, seeds=(0, 1, 2), colsample=0.3)
-        record(g, "+ 128 matminer structural features (harness/features/structure.py)",
+        record(g, "+ 128 matminer structural features (modellib/features/structure.py)",
                allowed_snap["val"](v), allowed_snap["test"](t))
     # out-of-fold target encoding of the reduced formula (train labels only)
     fr = {s: np.array([reduced_formula(f) for f in X[s]["formula"]]) for s in SPLITS}
@@ -212,7 +213,7 @@ def main() -> None:
         lines += [f"| {n} | {v:.3f} | {t:.3f} | {note} |" for gg, n, v, t, note in rows if gg == group]
         lines.append("")
     if not struct_ok:
-        lines += ["Structural matminer features: skipped (cache of harness/features/structure.py incomplete).", ""]
+        lines += ["Structural matminer features: skipped (cache of modellib/features/structure.py incomplete).", ""]
     lines.append(NOTES)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines))

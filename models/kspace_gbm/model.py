@@ -2,8 +2,8 @@
 an external-data metallicity estimate.
 
 * Inputs (structure and composition only, nothing from the JARVIS DFT results of the
-  material): ``harness.features.physics`` (70 features), ``harness.features.composition``
-  (145 matminer composition features), ``harness.features.metallicity`` (7 columns:
+  material): ``modellib.features.physics`` (70 features), ``modellib.features.composition``
+  (145 matminer composition features), ``modellib.features.metallicity`` (7 columns:
   P(metal) and gap predicted by boosters trained on Materials Project data, plus
   MP/OQMD/AFLOW look-ups of the reduced formula).
 * Target: log L; LightGBM with the Huber loss (delta 0.15 in log units, i.e. robust
@@ -23,11 +23,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from harness import ModelContext
-from harness.features.composition import composition_features
-from harness.features.metallicity import fitted_metallicity
-from harness.features.physics import mesh_change_lengths, physics_features, reciprocal_lengths
-from harness.features.frame_cache import UserCacheDir
-from harness.features.robust import canonical, canonical_frame
+from harness.kpoints import GRID
+from modellib.features.composition import composition_features
+from modellib.features.metallicity import fitted_metallicity
+from modellib.features.physics import mesh_change_lengths, physics_features, reciprocal_lengths
+from modellib.features.frame_cache import UserCacheDir
+from modellib.features.robust import canonical, canonical_frame
 
 
 def snap_to_mesh_changes(pred, atoms_list, lo: int = 10, hi: int = 200) -> np.ndarray:
@@ -36,7 +37,7 @@ def snap_to_mesh_changes(pred, atoms_list, lo: int = 10, hi: int = 200) -> np.nd
     for i, (p, atoms) in enumerate(zip(pred, atoms_list)):
         allowed = mesh_change_lengths(canonical(reciprocal_lengths(atoms.lattice_mat)), lo=lo, hi=hi)
         if len(allowed) == 0:
-            out[i] = float(np.clip(np.round(p / 5) * 5, lo, hi))
+            out[i] = float(np.clip(np.round(p / GRID) * GRID, lo, hi))
         else:
             out[i] = float(allowed[np.argmin(np.abs(allowed - p))])
     return out
@@ -68,7 +69,7 @@ class KSpaceGBM(UserCacheDir, BaseEstimator, RegressorMixin):
             parts.append(self.metallicity_.transform(X["formula"]))
         F = pd.concat(parts, axis=1)
         F.columns = [str(c) for c in F.columns]
-        # Rounded (harness/features/robust.py): a cosine that is 0.0 on one machine or file
+        # Rounded (modellib/features/robust.py): a cosine that is 0.0 on one machine or file
         # and 1.6e-16 on another must not pick a different LightGBM branch.
         return canonical_frame(F)
 

@@ -8,7 +8,7 @@ machine with n_jobs=2 (it had not finished after an hour on a shared, loaded mac
 from __future__ import annotations
 
 from harness import ModelContext
-from harness.features.structure_model import MatminerXGBoost
+from modellib.features.structure_model import MatminerXGBoost
 
 
 def make_model(ctx: ModelContext) -> MatminerXGBoost:

@@ -9,9 +9,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 
 from harness import ModelContext
-from harness.features.composition import composition_features
-from harness.features.frame_cache import UserCacheDir
-from harness.features.robust import canonical
+from modellib.features.composition import composition_features
+from modellib.features.frame_cache import UserCacheDir
+from modellib.features.robust import canonical
 
 
 class RFComposition(UserCacheDir, BaseEstimator, RegressorMixin):
@@ -24,7 +24,7 @@ class RFComposition(UserCacheDir, BaseEstimator, RegressorMixin):
         self.n_jobs = n_jobs
 
     def _features(self, X):
-        # Rounded (harness/features/robust.py): the same inputs on every machine.
+        # Rounded (modellib/features/robust.py): the same inputs on every machine.
         return canonical(composition_features(list(X["formula"]), self._cache_dir()).to_numpy(dtype=float))
 
     def fit(self, X, y):

@@ -20,12 +20,12 @@ import types
 import numpy as np
 import pytest
 
-import predict_helpers as helpers
-from predict_helpers import supercell
+from tests import predict_helpers as helpers
+from tests.predict_helpers import supercell
 from harness import paths
 from harness import structure_io as sio
-from harness.features import physics
-from harness.features.composition import composition_features
+from modellib.features import physics
+from modellib.features.composition import composition_features
 
 OLD_REV = "6512578"  # the last commit before the predict rework (issue 13)
 COMPARE = (6, 6, 6)  # 2,160 atoms: the old packing features need ~6 s and ~0.9 GB here (~2 min, ~8 GB at 10,000)
@@ -68,7 +68,7 @@ def _report(benchmark, info):
 
 
 def test_bench_packing_features_old_vs_new(benchmark, base):
-    old = _old_module("harness/features/physics.py", "physics_old")
+    old = _old_module("modellib/features/physics.py", "physics_old")
     atoms = supercell(base[1], COMPARE)
     t0 = time.perf_counter()
     f_old = old.structure_physics(atoms)

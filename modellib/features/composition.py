@@ -15,7 +15,7 @@ from pymatgen.core import Composition
 from tqdm.auto import tqdm
 
 from harness.errors import HarnessError
-from harness.features.frame_cache import cached_rows
+from modellib.features.frame_cache import cached_rows
 
 PRESETS = ("stoichiometry", "magpie", "valence_orbital", "ion_property")
 

@@ -5,7 +5,7 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # crabnet imports pyplot at import time
 
-from harness.crabnet.compat import install as _install_compat  # noqa: E402
+from modellib.crabnet.compat import install as _install_compat  # noqa: E402
 
 _install_compat()
 
@@ -14,7 +14,7 @@ __all__ = ["CrabNetRegressor", "make_model"]
 
 def __getattr__(name):  # lazy: importing the package must stay cheap
     if name in __all__:
-        from harness.crabnet import estimator
+        from modellib.crabnet import estimator
 
         return getattr(estimator, name)
     raise AttributeError(name)

@@ -34,12 +34,14 @@ import time
 import uuid
 import warnings
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from harness import atomic
+from modellib.features.frame_cache import structure_key  # noqa: F401 (re-exported: one hash for every feature cache)
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,10 @@ def stock_featurizers() -> dict:
     }
 
 
-def _labels() -> tuple[list[str], dict[str, slice]]:
+@lru_cache(maxsize=1)
+def _layout() -> tuple[list[str], dict[str, slice]]:
+    """(feature labels, column slice per group). Needs the nine matminer featurizers
+    (≈ 3.8 s to build), so it runs on first use, not at import."""
     labels, slices = [], {}
     for g, f in stock_featurizers().items():
         lab = f.feature_labels()
@@ -97,10 +102,19 @@ def _labels() -> tuple[list[str], dict[str, slice]]:
     return labels, slices
 
 
-FEATURE_LABELS, GROUP_SLICES = _labels()
-N_FEATURES = len(FEATURE_LABELS)  # 273
-STRUCTURAL_LABELS = FEATURE_LABELS[: GROUP_SLICES["co"].stop]  # 128
-COMPOSITION_LABELS = FEATURE_LABELS[GROUP_SLICES["stoich"].start :]  # 145
+_LAZY = {
+    "FEATURE_LABELS": lambda: _layout()[0],
+    "GROUP_SLICES": lambda: _layout()[1],
+    "N_FEATURES": lambda: len(_layout()[0]),  # 273
+    "STRUCTURAL_LABELS": lambda: _layout()[0][: _layout()[1]["co"].stop],  # 128
+    "COMPOSITION_LABELS": lambda: _layout()[0][_layout()[1]["stoich"].start :],  # 145
+}
+
+
+def __getattr__(name):  # module constants computed on first access (PEP 562)
+    if name in _LAZY:
+        return _LAZY[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def to_structure(atoms):
@@ -109,15 +123,6 @@ def to_structure(atoms):
     for site in s.sites:
         site.to_unit_cell(in_place=True)
     return s
-
-
-def structure_key(atoms) -> str:
-    """Content hash of a jarvis ``Atoms`` (what ``to_structure`` is computed from)."""
-    h = hashlib.sha1()
-    h.update(np.ascontiguousarray(atoms.lattice_mat, dtype=np.float64).tobytes())
-    h.update(np.ascontiguousarray(atoms.frac_coords, dtype=np.float64).tobytes())
-    h.update("|".join(map(str, atoms.elements)).encode())
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- reference
@@ -270,9 +275,9 @@ def _max_packing(s) -> float | None:
 
 def _structural(s, out: np.ndarray) -> str:
     """Fill the 128 structural columns of ``out``; return the tessellation path."""
-    from harness.features.structure_voronoi import VoronoiFailure, voronoi_faces
+    from modellib.features.structure_voronoi import VoronoiFailure, voronoi_faces
 
-    sl = GROUP_SLICES
+    sl = _layout()[1]
     n = len(s)
     mpe = _max_packing(s)
     if mpe is None:
@@ -354,20 +359,20 @@ def _composition(s, out: np.ndarray) -> None:
         if len(st["comp_memo"]) > 50_000:
             st["comp_memo"].clear()
         st["comp_memo"][key] = row
-    out[GROUP_SLICES["stoich"].start :] = row
+    out[_layout()[1]["stoich"].start :] = row
 
 
 def featurize_structure(atoms) -> tuple[np.ndarray, str]:
     """Our engine, one structure, no cache: (273 features, tessellation path)."""
     s = to_structure(atoms)
-    out = np.full(N_FEATURES, np.nan)
+    out = np.full(len(_layout()[0]), np.nan)
     _composition(s, out)
     try:
         with np.errstate(all="ignore"):
             path = _structural(s, out)
     except Exception as err:  # an engine bug must not cost a run: stock is always right
         log.warning("structure engine failed on %s (%s: %s); using stock matminer", atoms.composition.reduced_formula, type(err).__name__, err)
-        out[: GROUP_SLICES["co"].stop] = stock_featurize(atoms)[: GROUP_SLICES["co"].stop]
+        out[: _layout()[1]["co"].stop] = stock_featurize(atoms)[: _layout()[1]["co"].stop]
         path = "stock-fallback"
     return out, path
 
@@ -375,7 +380,7 @@ def featurize_structure(atoms) -> tuple[np.ndarray, str]:
 def _featurize_batch(items: list) -> tuple[list[str], np.ndarray, list[str], float]:
     """joblib task: [(key, atoms)] -> (keys, features, paths, seconds)."""
     t0 = time.perf_counter()
-    X = np.empty((len(items), N_FEATURES))
+    X = np.empty((len(items), len(_layout()[0])))
     paths = []
     for r, (_key, atoms) in enumerate(items):
         X[r], p = featurize_structure(atoms)
@@ -394,7 +399,7 @@ def feature_set_id() -> str:
 
     spec = {
         "set": FEATURE_SET,
-        "labels": FEATURE_LABELS,
+        "labels": _layout()[0],
         "engine": ENGINE_VERSION,
         "preprocessing": PREPROCESSING,
         "matminer": matminer.__version__,
@@ -430,7 +435,7 @@ class FeatureCache:
                     keys, X, p = z["keys"], z["X"], z["paths"]
             except (OSError, ValueError, KeyError, EOFError):
                 continue  # vanished (compacted by another process) or unreadable: recompute
-            if X.shape != (len(keys), N_FEATURES):
+            if X.shape != (len(keys), len(_layout()[0])):
                 continue
             for k, x, pp in zip(keys.tolist(), X, p.tolist(), strict=True):
                 if wanted is None or k in wanted:
@@ -545,10 +550,10 @@ def featurize_structures(
         if cache is not None:
             cache.compact()
 
-    X = np.vstack([rows[k] for k in keys]) if keys else np.empty((0, N_FEATURES))
-    df = pd.DataFrame(X, index=materials.index, columns=FEATURE_LABELS)
+    X = np.vstack([rows[k] for k in keys]) if keys else np.empty((0, len(_layout()[0])))
+    df = pd.DataFrame(X, index=materials.index, columns=_layout()[0])
     wall = time.perf_counter() - t0
-    nan_rows = {g: int(np.isnan(X[:, GROUP_SLICES[g]]).any(axis=1).sum()) for g in GROUPS}
+    nan_rows = {g: int(np.isnan(X[:, _layout()[1][g]]).any(axis=1).sum()) for g in GROUPS}
     report = {
         "n": len(keys),
         "unique": len(set(keys)),
@@ -575,11 +580,6 @@ def featurize_structures(
 
 
 __all__ = [
-    "COMPOSITION_LABELS",
-    "FEATURE_LABELS",
-    "GROUP_SLICES",
-    "N_FEATURES",
-    "STRUCTURAL_LABELS",
     "FeatureCache",
     "feature_cache_dir",
     "featurize_structure",

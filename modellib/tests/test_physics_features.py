@@ -6,7 +6,7 @@ import pytest
 from jarvis.core.atoms import Atoms
 from jarvis.core.kpoints import Kpoints3D
 
-from harness.features import physics
+from modellib.features import physics
 
 
 def _slice(task, split, n):

@@ -28,12 +28,13 @@ import pandas as pd
 import spglib
 from pymatgen.core.periodic_table import Element
 
-from harness.features.frame_cache import cached_rows
-from harness.features.structure import structure_key  # one content hash for every feature cache
+from harness.kpoints import GRID, mesh
+from modellib.features.frame_cache import cached_rows
+from modellib.features.frame_cache import structure_key  # one content hash for every feature cache
 
 FEATURE_VERSION = 1  # bump when a feature's definition changes
 
-MESH_STEP = 5
+MESH_STEP = int(GRID)  # the mesh-change flags are on JARVIS' 5 Å length grid
 CHANGE_GRID = tuple(range(10, 105, MESH_STEP))  # L values whose "mesh changed from L-5" flag is a feature
 KPT_LENGTHS = (15, 20, 25, 30, 40, 55)
 SYMPREC = 0.01  # pymatgen SpacegroupAnalyzer's default
@@ -48,16 +49,10 @@ def reciprocal_lengths(lattice_mat) -> np.ndarray:
     return np.linalg.norm(np.linalg.inv(m).T, axis=1)
 
 
-def mesh(length: float, recip: np.ndarray) -> np.ndarray:
-    """JARVIS' automatic length mesh: n_i = int(max(1, L*|b_i| + 0.5))."""
-    return np.maximum(1, (length * np.asarray(recip) + 0.5).astype(int)).astype(int)
-
-
 def mesh_change_lengths(recip: np.ndarray, lo: int = 10, hi: int = 150, step: int = MESH_STEP) -> np.ndarray:
     """Grid lengths L in [lo, hi] (multiples of ``step``) whose mesh differs from the mesh at L - step."""
     grid = np.arange(lo, hi + 1, step)
-    cur = np.maximum(1, (np.outer(grid, recip) + 0.5).astype(int))
-    prev = np.maximum(1, (np.outer(grid - step, recip) + 0.5).astype(int))
+    cur, prev = mesh(recip, grid), mesh(recip, grid - step)
     return grid[(cur != prev).any(axis=1)]
 
 
@@ -192,12 +187,12 @@ def structure_physics(atoms) -> dict[str, float]:
     f.update({"b_min": bs[0], "b_mid": bs[1], "b_max": bs[2], "b_mean": bs.mean(),
               "b_geo": (1.0 / vol) ** (1 / 3), "b_max_over_min": bs[2] / bs[0], "b_sum": bs.sum()})
     for L in KPT_LENGTHS:
-        nk = int(np.prod(mesh(L, b)))
+        nk = int(np.prod(mesh(b, L)))
         f[f"log_nkpt_L{L}"] = np.log(nk)
         f[f"log_kppa_L{L}"] = np.log(nk * n)  # k-points per reciprocal atom
     # k-point density actually reached (1 / largest spacing |b_i|/n_i) relative to L
     for L in (20, 30):
-        m = mesh(L, b)
+        m = mesh(b, L)
         f[f"eff_len_ratio_L{L}"] = float(np.min(m / b)) / L
     changes = set(mesh_change_lengths(b, lo=min(CHANGE_GRID), hi=max(CHANGE_GRID)).tolist())
     for L in CHANGE_GRID:

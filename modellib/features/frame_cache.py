@@ -3,13 +3,26 @@ once, ever; new rows are appended with an atomic rewrite (a kill never leaves ha
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness import atomic
+
+
+
+def structure_key(atoms) -> str:
+    """Content hash of a jarvis ``Atoms`` (lattice, fractional coordinates, elements): the
+    row key of every structure feature cache."""
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(atoms.lattice_mat, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(atoms.frac_coords, dtype=np.float64).tobytes())
+    h.update("|".join(map(str, atoms.elements)).encode())
+    return h.hexdigest()
 
 
 def cached_rows(path: Path | None, keys: list[str], compute: Callable[[list[str]], pd.DataFrame]) -> pd.DataFrame:

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from harness.crabnet import formulas as fml
-from harness.crabnet.profiles import get_profile, resolve_profile
-from harness.crabnet.train import (
+from modellib.crabnet import formulas as fml
+from modellib.crabnet.profiles import get_profile, resolve_profile
+from modellib.crabnet.train import (
     formula_frame,
     predict_formulas,
     state_from_bytes,
@@ -90,7 +90,7 @@ class CrabNetRegressor(RegressorMixin, BaseEstimator):
         return prof
 
     def _pretrained(self, prof, device):
-        from harness.crabnet import pretrain as pt
+        from modellib.crabnet import pretrain as pt
         from harness import paths
 
         root = Path(self.pretrained_dir) if self.pretrained_dir else pt.default_root(
@@ -145,6 +145,7 @@ class CrabNetRegressor(RegressorMixin, BaseEstimator):
                 mode=self.finetune, seed=self.seed, device=device, desc=f"fit {name}", progress=self.progress,
             )
         self.profile_ = prof.name
+        self.options_ = {"profile": prof.name}  # recorded in the run record
         self.arch_ = prof.arch()
         self.batch_size_ = prof.batch_size
         self.model_state_ = state_to_bytes(result.model_state)
@@ -186,14 +187,15 @@ THREADS_ENV = "KSPACING_CRABNET_THREADS"
 
 
 def make_model(ctx, pretrain: str | None = None, finetune: str = "all") -> CrabNetRegressor:
-    """Estimator for a model folder: the profile is resolved here (``paper`` on CUDA).
+    """Estimator for a model folder: ``ctx.options["profile"]`` (model.yaml; default
+    ``auto``) is resolved here: ``paper`` on CUDA, else ``cpu``; $KSPACING_CRABNET_PROFILE wins.
 
     torch runs on 1 CPU thread unless ``$KSPACING_CRABNET_THREADS`` says otherwise:
     measured on the 2-core machine while other jobs ran, 2 threads were 6-7x *slower*
     (178 vs 1170 training samples/s, OpenMP oversubscription)."""
     import os
 
-    return CrabNetRegressor(profile=resolve_profile(getattr(ctx, "profile", None)), pretrain=pretrain,
+    return CrabNetRegressor(profile=resolve_profile(ctx.options.get("profile", "auto")), pretrain=pretrain,
                             finetune=finetune, seed=int(getattr(ctx, "seed", 0)), cache_dir=str(ctx.cache_dir),
                             pretrained_dir=str(Path(ctx.shared_dir) / "crabnet" / "pretrained"),
                             n_threads=int(os.environ.get(THREADS_ENV, "1")))

@@ -9,12 +9,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from harness.features.robust import canonical
-from harness.features.structure import featurize_structures
+from modellib.features.robust import canonical
+from modellib.features.structure import featurize_structures
 
 
 class MatminerXGBoost(BaseEstimator, RegressorMixin):
-    """273 matminer features (harness.features.structure, cached per structure) ->
+    """273 matminer features (modellib.features.structure, cached per structure) ->
     SimpleImputer -> StandardScaler -> XGBRegressor. Defaults are the published
     JARVIS-Leaderboard ``matminer_xgboost`` hyperparameters (its script also sets
     subsample=0.85). With ``early_stopping_rounds`` the booster stops when the MAE on a

@@ -1,4 +1,4 @@
-"""harness.lco on a small slice of the real subset (300 ids per split, folds none +
+"""modellib.studies.lco on a small slice of the real subset (300 ids per split, folds none +
 alkali): held-out compounds never reach training or calibration, and every reported
 number is recomputed here from the per-compound arrays."""
 
@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from harness import conformal, lco
+from harness import conformal
+from modellib.studies import lco
 from harness.kpoints import kpoint_count, reciprocal_lengths
 
 LIMIT = 300
@@ -98,5 +99,5 @@ def test_report_files_and_cli(result, tmp_path):
     js = json.loads((tmp_path / "lco.json").read_text())
     assert [f["fold"] for f in js["folds"]] == ["none", "alkali"] and "items" not in js
     assert "| alkali |" in (tmp_path / "lco.md").read_text()
-    out = subprocess.run([sys.executable, "-m", "harness.lco", "--help"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "modellib.studies.lco", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--folds" in out.stdout

@@ -25,9 +25,9 @@ import torch
 
 import crabnet
 from harness import atomic
-from harness.crabnet import formulas as fml
-from harness.crabnet.profiles import Profile
-from harness.crabnet.train import predict_formulas, train_crabnet
+from modellib.crabnet import formulas as fml
+from modellib.crabnet.profiles import Profile
+from modellib.crabnet.train import predict_formulas, train_crabnet
 
 CRABNET_VERSION = "2.0.8"
 MATBENCH_CV = Path(crabnet.__file__).parent / "data" / "matbench_cv" / "mp_e_form"
@@ -97,7 +97,7 @@ def load_source(source: str, profile: Profile, seed: int, cache_root: Path | Non
             note += f"; skipped {skipped} unusable formulas"
         dataset, unit = "matbench_mp_e_form_fold0", "eV/atom"
     elif source == "density":
-        from harness.crabnet.density import density_dataset
+        from modellib.crabnet.density import density_dataset
 
         df, prov = density_dataset(cache_root / "data" if cache_root else None, progress=progress)
         df, skipped = fml.filter_valid(df, "density")

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from harness.features import structure as sf
+from modellib.features import structure as sf
 
 N = 16  # structures for the stock-vs-ours comparison; stock takes ~3-6 s each here
 N_PARALLEL = 400  # structures for ours on 2 workers (warm workers, empty cache)

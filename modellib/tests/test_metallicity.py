@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from harness.features import metallicity as met
+from modellib.features import metallicity as met
 
 HELD_OUT_METALS = ["Cu", "Al", "Ni3Al", "TiAl", "Fe"]
 HELD_OUT_INSULATORS = ["MgO", "Al2O3", "SiO2", "NaCl", "ZrO2"]

@@ -1,9 +1,9 @@
 """CrabNet family tools (the harness runs the rows themselves; these are for the
 pretraining check, a quick evaluation of all five rows and throughput numbers).
 
-  python -m harness.crabnet pretrain [--source eform density] [--profile cpu] [--threads 1]
-  python -m harness.crabnet evaluate [--rows composition eform_finetune_all ...] [--threads 1]
-  python -m harness.crabnet throughput [--profile cpu paper] [--n 1024]
+  python -m modellib.crabnet pretrain [--source eform density] [--profile cpu] [--threads 1]
+  python -m modellib.crabnet evaluate [--rows composition eform_finetune_all ...] [--threads 1]
+  python -m modellib.crabnet throughput [--profile cpu paper] [--n 1024]
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ ROWS = ("composition", "eform_finetune_all", "eform_finetune_head", "density_fin
 def _pretrain(args) -> int:
     import torch
 
-    from harness.crabnet import pretrain as pt
-    from harness.crabnet.profiles import get_profile, resolve_profile
+    from modellib.crabnet import pretrain as pt
+    from modellib.crabnet.profiles import get_profile, resolve_profile
     from harness.paths import REPO_ROOT
 
     if args.threads:
@@ -39,8 +39,6 @@ def _pretrain(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import numpy as np
-
     from harness.context import ModelContext
     from harness.metrics import regression_metrics
     from harness.paths import MODELS_DIR, cache_dir, default_data_dir
@@ -54,7 +52,7 @@ def _evaluate(args) -> int:
     for row in args.rows:
         name = f"crabnet_{row}"
         model = read_folder(MODELS_DIR / name)
-        ctx = ModelContext(cache_dir=cache_dir() / "models" / name, profile=args.profile, seed=args.seed,
+        ctx = ModelContext(cache_dir=cache_dir() / "models" / name, options={"profile": args.profile}, seed=args.seed,
                            n_jobs=args.threads or 2)
         est = model.load_module().make_model(ctx)
         if args.threads:
@@ -83,9 +81,9 @@ def _throughput(args) -> int:
     import pandas as pd
     import torch
 
-    from harness.crabnet.pretrain import MATBENCH_CV
-    from harness.crabnet.profiles import get_profile
-    from harness.crabnet.train import measure_throughput
+    from modellib.crabnet.pretrain import MATBENCH_CV
+    from modellib.crabnet.profiles import get_profile
+    from modellib.crabnet.train import measure_throughput
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -99,7 +97,7 @@ def _throughput(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.crabnet", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m modellib.crabnet", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pretrain", help="pretrain (cached) and record the check in pretraining.csv")

@@ -1,4 +1,4 @@
-"""harness.group_conformal on kspace_gbm's committed val/test predictions of the subset
+"""modellib.studies.group_conformal on kspace_gbm's committed val/test predictions of the subset
 benchmark: plain offsets equal harness.conformal's; each group's offset is that group's
 own conformal offset; the max-Mondrian bound covers every group of every grouping on the
 calibration set; held-out groups gain coverage over the plain bound."""
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from harness import conformal, domain, paths
-from harness import group_conformal as gc
+from modellib.studies import group_conformal as gc
 from harness.errors import HarnessError
 
 

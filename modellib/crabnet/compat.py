@@ -27,7 +27,7 @@ create the base-class state ``Optimizer.__init__`` would have created (empty hoo
 registries, the profiling patch). ``install()`` makes crabnet's own ``CrabNet.fit`` /
 ``load_network`` use them (it rebinds the names in the ``crabnet.crabnet_`` module
 namespace), so plain ``CrabNet`` works for any number of fits; our training loop
-(:mod:`harness.crabnet.train`) constructs them directly.
+(:mod:`modellib.crabnet.train`) constructs them directly.
 """
 
 from __future__ import annotations

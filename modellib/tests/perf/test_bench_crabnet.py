@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.crabnet.pretrain import MATBENCH_CV
-from harness.crabnet.profiles import get_profile
-from harness.crabnet.train import measure_throughput
+from modellib.crabnet.pretrain import MATBENCH_CV
+from modellib.crabnet.profiles import get_profile
+from modellib.crabnet.train import measure_throughput
 
 # cpu: 4 batches; paper: 2 batches (about 180 samples/s on 2 cores)
 SIZES = {"cpu": 1024, "paper": 512}

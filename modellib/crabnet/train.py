@@ -32,7 +32,7 @@ from crabnet.utils.utils import Lamb, RobustL1, Scaler
 from torch.optim.lr_scheduler import CyclicLR
 from tqdm.auto import tqdm
 
-from harness.crabnet.compat import CompatLookahead, CompatSWA, install
+from modellib.crabnet.compat import CompatLookahead, CompatSWA, install
 
 install()
 
@@ -49,7 +49,7 @@ class QuietCrabNet(CrabNet):
         return None
 
     def save_network(self, model_name: str | None = None):
-        raise RuntimeError("QuietCrabNet.save_network is disabled; use harness.crabnet.train.save_weights")
+        raise RuntimeError("QuietCrabNet.save_network is disabled; use modellib.crabnet.train.save_weights")
 
     def load_network(self, model_data):
         if isinstance(model_data, (str, os.PathLike)):

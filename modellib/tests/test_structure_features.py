@@ -12,8 +12,8 @@ import pytest
 from joblib import Parallel, delayed
 
 from harness import ModelContext, registry
-from harness.features import structure as sf
-from harness.features import structure_voronoi as sv
+from modellib.features import structure as sf
+from modellib.features import structure_voronoi as sv
 from harness.paths import MODELS_DIR
 
 RTOL = 1e-6  # absolute below 1, relative above

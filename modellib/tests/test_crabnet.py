@@ -1,4 +1,4 @@
-"""CrabNet family (harness/crabnet): SWA fix, determinism, head-only fine-tuning,
+"""CrabNet family (modellib/crabnet): SWA fix, determinism, head-only fine-tuning,
 checkpoint round-trips and resume, the pretraining check, formula errors, density.
 
 Real small slices (k-point structures from the offline store, Matbench mp_e_form rows
@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 import torch
 
-import harness.crabnet  # noqa: F401  (installs the SWA fix)
-from harness.crabnet import pretrain as pt
-from harness.crabnet import profiles
-from harness.crabnet.estimator import CrabNetRegressor
-from harness.crabnet.formulas import FormulaError, validate
-from harness.crabnet.train import (
+import modellib.crabnet  # noqa: F401  (installs the SWA fix)
+from modellib.crabnet import pretrain as pt
+from modellib.crabnet import profiles
+from modellib.crabnet.estimator import CrabNetRegressor
+from modellib.crabnet.formulas import FormulaError, validate
+from modellib.crabnet.train import (
     TrainingInterrupted,
     formula_frame,
     predict_formulas,
@@ -78,7 +78,7 @@ def test_compat_swa_has_the_optimizer_base_state():
     from crabnet.utils.utils import Lamb, Lookahead
     from torch.optim.lr_scheduler import CyclicLR
 
-    from harness.crabnet.compat import CompatLookahead, CompatSWA
+    from modellib.crabnet.compat import CompatLookahead, CompatSWA
 
     p = torch.nn.Parameter(torch.zeros(3))
     raw = SWA(Lookahead(Lamb([p])))
@@ -240,7 +240,7 @@ def test_unknown_element_and_unparsable_formula_name_the_material(model_cache):
 
 
 def test_density_from_oqmd_volume(tmp_path, monkeypatch):
-    from harness.crabnet import density
+    from modellib.crabnet import density
 
     d = tmp_path / "oqmd"
     d.mkdir()
