@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import structure_io as sio
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 
 DEFAULT_ALPHA = 0.1
 # Structures per estimator.predict call: bounded memory, and a progress line between calls.
@@ -294,10 +294,6 @@ def _batches(items: list[sio.Item]) -> list[list[sio.Item]]:
     return out
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200] or type(err).__name__
-
-
 def _estimate(estimator, batch: list[sio.Item], name: str) -> list[float | str]:
     """Predicted lengths of a batch (one estimator.predict call); when that fails, each
     structure alone, so one structure the model cannot handle fails alone."""
@@ -318,7 +314,7 @@ def _estimate(estimator, batch: list[sio.Item], name: str) -> list[float | str]:
     except Exception as err:  # contributor models raise anything
         if len(batch) > 1:
             return [r for it in batch for r in _estimate(estimator, [it], name)]
-        return [f"model {name} failed on this structure ({type(err).__name__}: {_one_line(err)})"]
+        return [f"model {name} failed on this structure ({type(err).__name__}: {one_line(err)})"]
 
 
 class _Continuous:

@@ -35,3 +35,14 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def write_if_changed(path: str | Path, data: bytes | str) -> bool:
+    """Write ``data`` unless ``path`` already holds exactly these bytes (then it is left
+    untouched: same mtime, clean `git status`). Returns whether it was written."""
+    data = data.encode("utf-8") if isinstance(data, str) else data
+    path = Path(path)
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    write_bytes(path, data)
+    return True

@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from harness import atomic
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 
 SPLITS = ("train", "val", "test")
 SPEC_FILE = "benchmark.yaml"
@@ -186,7 +186,7 @@ def load(name: str, root: Path) -> Benchmark:
     try:
         spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise HarnessError(f"{spec_path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise HarnessError(f"{spec_path}: not valid YAML ({one_line(err)})") from None
     need = ("name", "key", "target", "metric", "ids_sha256", "sizes")
     if not isinstance(spec, dict) or any(k not in spec for k in need):
         raise HarnessError(f"{spec_path}: must be a mapping with {', '.join(need)}")

@@ -2,16 +2,15 @@
 forests) on a Dask cluster, through joblib's own ``dask`` backend: no model or feature
 code changes, only ``--dask-scheduler ADDRESS`` on the command line.
 
-dask.distributed is not a dependency: the local path (joblib's loky processes) is what
-this project runs and tests; a cluster user installs ``dask[distributed]`` in the same
-environment on the client and on every worker (the workers import ``harness``)."""
+dask and distributed are pinned in requirements.txt; tests run a local cluster. A real
+cluster's workers need the same environment (the workers import ``harness``)."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 
 
 @contextlib.contextmanager
@@ -30,8 +29,7 @@ def joblib_backend(dask_scheduler: str | None, timeout_s: float = 30.0):
     try:
         client = Client(dask_scheduler, timeout=timeout_s)
     except (OSError, TimeoutError, ValueError) as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise HarnessError(f"--dask-scheduler {dask_scheduler}: cannot connect ({msg})") from None
+        raise HarnessError(f"--dask-scheduler {dask_scheduler}: cannot connect ({one_line(err)})") from None
     try:
         cores = sum(client.ncores().values())
         print(f"joblib backend: dask scheduler {dask_scheduler} ({len(client.ncores())} workers, {cores} threads)",

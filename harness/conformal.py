@@ -162,8 +162,4 @@ def tradeoff_plot(path: Path, models: dict, y_test, recip_test, fixed: float, tr
     # No date or software version in the file: reruns give identical bytes.
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
-    data = buf.getvalue()
-    if Path(path).is_file() and Path(path).read_bytes() == data:
-        return False
-    atomic.write_bytes(path, data)
-    return True
+    return atomic.write_if_changed(path, buf.getvalue())

@@ -355,10 +355,8 @@ def rebuild(output_dir: Path, reference_dir: Path | None, models_dir: Path | Non
     old_csv = lb_csv.read_text(encoding="utf-8") if lb_csv.is_file() else None
     current = old_csv == new_csv and old_readme == new_readme
     if not check:
-        if old_csv != new_csv:
-            atomic.write_text(lb_csv, new_csv)
-        if old_readme != new_readme:
-            atomic.write_text(readme, new_readme)
+        atomic.write_if_changed(lb_csv, new_csv)
+        atomic.write_if_changed(readme, new_readme)
         for board in boards:
             curves = {r.model: r.calibration for r in board.rows if r.calibration is not None}
             b = board.benchmark

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -27,7 +28,7 @@ def parity_plot(path: Path, y_true, y_pred, title: str, units: str = "Å") -> No
     ax.set_title(f"{title}\nMAE {m['mae']:.2f}  R$^2$ {m['r2']:.3f}  (n={len(y_true):,} covered test ids)", fontsize=9)
     ax.set_aspect("equal")
     fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        # No date or software version in the file: reruns give identical bytes.
-        fig.savefig(tmp, format="png", metadata={"Software": None})
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})  # no date or version: reruns give identical bytes
     plt.close(fig)
+    atomic.write_if_changed(path, buf.getvalue())

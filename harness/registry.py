@@ -14,7 +14,7 @@ from types import ModuleType
 import jsonschema
 import yaml
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 from harness.paths import MODELS_DIR, REPO_ROOT
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "model.schema.json"
@@ -87,8 +87,7 @@ def read_folder(path: Path) -> ModelFolder:
     try:
         meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise HarnessError(f"{_rel(meta_path)}: (file): not valid YAML ({first})") from None
+        raise HarnessError(f"{_rel(meta_path)}: (file): not valid YAML ({one_line(err)})") from None
     errors = validate_metadata(meta, meta_path, path.name)
     if errors:
         raise HarnessError("\n".join(errors))

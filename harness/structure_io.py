@@ -26,7 +26,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 
 # ---------------------------------------------------------------- limits
 
@@ -71,10 +71,6 @@ class Item:
     dimensionality: int | None = None  # 3: bulk; 0: a molecule (Γ-only)
     flags: dict = field(default_factory=dict)  # code -> message: outside the training domain, not wrong
     error: str | None = None
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200] or type(err).__name__
 
 
 # ---------------------------------------------------------------- files
@@ -196,7 +192,7 @@ def _parse_cif_block(block: str, where: str, max_atoms: int | None = None):
     except HarnessError:
         raise
     except Exception as err:  # pymatgen raises many types on malformed CIF
-        raise HarnessError(f"{where}: cannot read as CIF ({type(err).__name__}: {_one_line(err)})") from None
+        raise HarnessError(f"{where}: cannot read as CIF ({type(err).__name__}: {one_line(err)})") from None
     if not structures:
         raise HarnessError(f"{where}: no structure (no atoms) in the CIF")
     return from_pymatgen(structures[0], where)
@@ -333,7 +329,7 @@ def read_poscar_text(text: str, where: str, max_atoms: int | None = None):
             warnings.simplefilter("ignore")
             structure = Poscar.from_str("\n".join(lines) + "\n", read_velocities=False).structure
     except Exception as err:  # pymatgen raises IndexError/ValueError/... on malformed input
-        raise HarnessError(f"{where}: cannot read as POSCAR ({type(err).__name__}: {_one_line(err)}); "
+        raise HarnessError(f"{where}: cannot read as POSCAR ({type(err).__name__}: {one_line(err)}); "
                            f"CIF content needs a data_ block with _cell_ and _atom_site_ tags") from None
     return from_pymatgen(structure, where), flags
 
@@ -424,20 +420,26 @@ def molecule_info(obj) -> tuple[str, int]:
 # ---------------------------------------------------------------- checks
 
 
-def vacuum_gaps(atoms):
-    """Å, per lattice vector: the widest empty gap between atom layers, measured
-    perpendicular to the other two vectors (fractional gap × plane spacing 1/|b_i|),
-    periodic wrap included."""
+def slab_gaps(frac, recip):
+    """Å, per lattice plane family i: the widest atom-free slab, i.e. the largest gap in
+    the sorted fractional coordinate i (periodic wrap included) times the plane spacing
+    1/|b_i|. The one vacuum-gap definition (the physics features use it too)."""
     import numpy as np
 
-    lat = np.asarray(atoms.lattice_mat, dtype=float)
-    d = 1.0 / np.linalg.norm(np.linalg.inv(lat).T, axis=1)
-    f = np.asarray(atoms.frac_coords, dtype=float) % 1.0
-    out = []
+    frac = np.asarray(frac, dtype=float)
+    out = np.empty(3)
     for i in range(3):
-        x = np.sort(f[:, i])
-        out.append(float(np.max(np.diff(np.concatenate([x, [x[0] + 1.0]]))) * d[i]))
+        x = np.sort(np.mod(frac[:, i], 1.0))
+        out[i] = np.diff(np.concatenate([x, [x[0] + 1.0]])).max() / recip[i]
     return out
+
+
+def vacuum_gaps(atoms) -> list[float]:
+    """:func:`slab_gaps` of a jarvis ``Atoms``, as a list."""
+    import numpy as np
+
+    recip = np.linalg.norm(np.linalg.inv(np.asarray(atoms.lattice_mat, dtype=float)).T, axis=1)
+    return [float(g) for g in slab_gaps(atoms.frac_coords, recip)]
 
 
 def vacuum_gap(atoms) -> tuple[int, float]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from harness import atomic
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 
 COLUMNS = ["id", "target", "prediction"]
 # A kpoint submission CSV is ~200 kB for the full test set; anything far larger is hostile.
@@ -59,11 +59,7 @@ def zip_bytes(member: str, data: bytes) -> bytes:
 def write_csv_zip(path: Path, ids, targets, predictions) -> bool:
     """Write ``path`` (a .csv.zip holding one CSV named like it without .zip).
     Returns False when the file already held exactly these bytes (left untouched)."""
-    data = zip_bytes(Path(path).name.removesuffix(".zip"), csv_bytes(ids, targets, predictions))
-    if Path(path).is_file() and Path(path).read_bytes() == data:
-        return False
-    atomic.write_bytes(path, data)
-    return True
+    return atomic.write_if_changed(path, zip_bytes(Path(path).name.removesuffix(".zip"), csv_bytes(ids, targets, predictions)))
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -75,11 +71,6 @@ class SubmissionRows:
     ids: list[str]
     targets: list[float]
     predictions: list[float]
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def read_csv_zip(path: Path, reference: bool = False) -> SubmissionRows:
@@ -94,7 +85,7 @@ def read_csv_zip(path: Path, reference: bool = False) -> SubmissionRows:
         zf = zipfile.ZipFile(path)
     # zipfile raises many types on hostile input (BadZipFile, ValueError, struct.error, ...).
     except Exception as err:
-        raise HarnessError(f"{where}: not a zip file ({_one_line(err)})") from None
+        raise HarnessError(f"{where}: not a zip file ({one_line(err, with_type=True)})") from None
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         if len(infos) != 1:
@@ -114,7 +105,7 @@ def read_csv_zip(path: Path, reference: bool = False) -> SubmissionRows:
                 raw = f.read(MAX_UNCOMPRESSED_BYTES + 1)  # never trust the header's size alone
         # BadZipFile (CRC), zlib.error, RuntimeError (encrypted), NotImplementedError (method), ...
         except Exception as err:
-            raise HarnessError(f"{where}: cannot read zip member ({_one_line(err)})") from None
+            raise HarnessError(f"{where}: cannot read zip member ({one_line(err, with_type=True)})") from None
         if len(raw) > MAX_UNCOMPRESSED_BYTES:
             raise HarnessError(f"{where}: member decompresses past {MAX_UNCOMPRESSED_BYTES} bytes")
     return parse_csv(raw, where, reference)
@@ -209,7 +200,7 @@ def read_metadata(path: Path) -> dict:
     except FileNotFoundError:
         raise HarnessError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise HarnessError(f"{path}: not valid JSON ({_one_line(err)})") from None
+        raise HarnessError(f"{path}: not valid JSON ({one_line(err, with_type=True)})") from None
     if not isinstance(meta, dict):
         raise HarnessError(f"{path}: must be a JSON object, got {type(meta).__name__}")
     return meta

@@ -88,12 +88,17 @@ def test_reference_rows_on_the_same_test_ids():
         assert {r.n_test for r in rows} == {len(board.benchmark.ids["test"])}
         assert [r.metrics["mae"] for r in rows] == sorted(r.metrics["mae"] for r in rows)
         assert all(r.ci[0] <= r.metrics["mae"] <= r.ci[1] for r in rows)
-    # Published best on the offline subset's test ids (see ../shared/data/README.md).
+
+
+def test_published_references_rescored_on_the_subset_test_ids():
+    """The published best, re-scored on the 1,708 subset test ids (../shared/data/README.md)."""
+    boards, _ = leaderboard.build(ROOT / "benchmarks", paths.submissions_dir(), paths.results_dir(), _refs(),
+                                  paths.models_dir())
     sub = _board(boards, bm.SUBSET)
-    if len(sub.benchmark.ids["test"]) == 1708:
-        refs = {r.model: r for r in sub.rows if r.kind == "reference"}
-        assert refs["matminer_xgboost (published)"].metrics["mae"] == pytest.approx(5.79, abs=0.01)
-        assert refs["cfid_chem (published)"].metrics["mae"] == pytest.approx(8.07, abs=0.01)
+    refs = {r.model: r for r in sub.rows if r.kind == "reference"}
+    assert len(sub.benchmark.ids["test"]) == 1708 and {r.n_test for r in refs.values()} == {1708}
+    assert refs["matminer_xgboost (published)"].metrics["mae"] == pytest.approx(5.79, abs=0.01)
+    assert refs["cfid_chem (published)"].metrics["mae"] == pytest.approx(8.07, abs=0.01)
 
 
 def test_missing_reference_dir_is_a_note_not_a_failure(tmp_path):

@@ -78,17 +78,14 @@ def cuda_available() -> bool:
 
 
 def resolve_profile(requested: str | None) -> str:
-    """The profile to use. ``$KSPACING_CRABNET_PROFILE`` wins; then ``paper`` when asked
-    for or when CUDA is available; else ``cpu``. ``auto``/``None``/``cpu`` all mean
-    "paper on CUDA, cpu otherwise" (the harness passes ``cpu`` by default)."""
+    """The profile to use. ``$KSPACING_CRABNET_PROFILE`` wins; then the one asked for
+    (model.yaml ``options.profile``); ``auto``/None: ``paper`` when CUDA is available, else ``cpu``."""
     env = os.environ.get(PROFILE_ENV)
     name = env or requested or "auto"
     if name not in (*PROFILES, "auto"):
         raise ValueError(f"unknown CrabNet profile {name!r} (known: {', '.join(PROFILES)}, auto)")
-    if env:
-        return env
-    if name == "paper":
-        return "paper"
+    if name != "auto":
+        return name
     return "paper" if cuda_available() else "cpu"
 
 

@@ -29,6 +29,7 @@ import spglib
 from pymatgen.core.periodic_table import Element
 
 from harness.kpoints import GRID, mesh
+from harness.structure_io import slab_gaps
 from modellib.features.frame_cache import cached_rows
 from modellib.features.frame_cache import structure_key  # one content hash for every feature cache
 
@@ -142,17 +143,6 @@ def _neighbour_stats(lat: np.ndarray, frac: np.ndarray, radii: np.ndarray) -> tu
     return nn, ratio
 
 
-def _max_slab_gap(frac: np.ndarray, recip: np.ndarray) -> np.ndarray:
-    """Widest atom-free slab (Angstrom) between lattice planes of each family i:
-    largest gap in the sorted fractional coordinate i, times the plane spacing 1/|b_i|."""
-    out = np.empty(3)
-    for i in range(3):
-        x = np.sort(np.mod(frac[:, i], 1.0))
-        gaps = np.diff(np.concatenate([x, [x[0] + 1.0]]))
-        out[i] = gaps.max() / recip[i]
-    return out
-
-
 def structure_physics(atoms) -> dict[str, float]:
     """Physics features of one jarvis ``Atoms``."""
     lat = np.asarray(atoms.lattice_mat, dtype=float)
@@ -227,7 +217,7 @@ def structure_physics(atoms) -> dict[str, float]:
     f["mean_nn_dist"] = float(nn.mean())
     f["min_dist_over_radii"] = ratio
     f["mean_nn_over_vpa"] = float(nn.mean() / (vol / n) ** (1 / 3))
-    gaps = _max_slab_gap(frac, b)
+    gaps = slab_gaps(frac, b)
     f["max_slab_gap"] = float(gaps.max())
     f["max_slab_gap_over_nn"] = float(gaps.max() / max(nn.mean(), 1e-6))
     return f

@@ -265,7 +265,8 @@ def test_profiles(monkeypatch):
     assert profiles.resolve_profile("cpu") == "cpu" and profiles.resolve_profile("auto") == "cpu"
     assert profiles.resolve_profile("paper") == "paper"
     monkeypatch.setattr(profiles, "cuda_available", lambda: True)
-    assert profiles.resolve_profile("cpu") == "paper"
+    assert profiles.resolve_profile("auto") == profiles.resolve_profile(None) == "paper"  # auto: paper on CUDA
+    assert profiles.resolve_profile("cpu") == "cpu"  # an explicit choice is kept
     monkeypatch.setenv(profiles.PROFILE_ENV, "cpu")
     assert profiles.resolve_profile("paper") == "cpu"
     monkeypatch.setenv(profiles.PROFILE_ENV, "nope")
@@ -286,9 +287,13 @@ def test_model_folders_build_the_right_estimator(row, pretrain, finetune, tmp_pa
     from harness.registry import read_folder
 
     monkeypatch.delenv(profiles.PROFILE_ENV, raising=False)
-    est = read_folder(MODELS_DIR / f"crabnet_{row}").load_module().make_model(ModelContext(cache_dir=tmp_path))
+    folder = read_folder(MODELS_DIR / f"crabnet_{row}")
+    assert folder.meta["options"] == {"profile": "auto"}  # model.yaml, handed through by the harness unread
+    est = folder.load_module().make_model(ModelContext(cache_dir=tmp_path, options=folder.meta["options"]))
     assert (est.pretrain, est.finetune) == (pretrain, finetune)
     assert est.profile == ("paper" if torch.cuda.is_available() else "cpu")
+    forced = folder.load_module().make_model(ModelContext(cache_dir=tmp_path, options={"profile": "cpu"}))
+    assert forced.profile == "cpu"
     assert clone(est).get_params() == est.get_params()
 
 
