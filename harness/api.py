@@ -10,8 +10,11 @@ they give, for structures in memory or on disk.
 The model is one trained by ``python -m harness run NAME`` (nothing is retrained), loaded
 through ``harness.fitted.load_fitted``; by default the best-ranked of ours in
 leaderboard.csv that has a saved artifact, else ``rf_composition``. The safe length is
-the split-conformal upper bound at level 1 - alpha (``harness.conformal``: ŷ + q̂ floored
-to the 5 Å grid, q̂ from the model's val predictions). Meshes are jarvis'
+a conformal upper bound at level 1 - alpha calibrated on the model's val predictions: per
+group (metals / non-metals, small / large cells, each crystal system; ``harness.group_bound``)
+for models with a metallicity estimate, else the marginal L90 (``harness.conformal``: ŷ + q̂
+floored to the 5 Å grid); out of the training domain never below the conservative rule of
+``harness.domain``. Meshes are jarvis'
 n_i = max(1, int(L·|b_i| + 0.5)) (``harness.kpoints``), Gamma-centred.
 
 Every structure is checked first (``harness.structure_io.check``): a refused one gets
@@ -63,6 +66,8 @@ class KpointPrediction:
     dimensionality: int | None = None  # 3: bulk, predicted; 0: molecule, Γ-only
     flags: dict = field(default_factory=dict)
     domain: dict | None = None  # harness.domain report: in_domain, flags, details (bulk structures)
+    bound: str | None = None  # how safe_length was set: "per-group" (harness.group_bound) or "marginal" (L90)
+    group: dict | None = None  # its metal / size / system labels, with the per-group bound
     error: str | None = None
     files: list = field(default_factory=list)  # files written for it (CLI)
 
@@ -327,7 +332,15 @@ class _Continuous:
         return self.estimator.predict_continuous(X)
 
 
-def _domain_reports(fitted, items: list) -> list:
+def _p_metal(fitted, items: list) -> list[float] | None:
+    """P(metal) of each Item's formula from the model's metallicity estimate (None without one)."""
+    met = getattr(fitted.estimator, "metallicity_", None)
+    if met is None or not hasattr(met, "predict_proba_metal"):
+        return None
+    return [float(v) for v in met.predict_proba_metal([it.formula for it in items])]
+
+
+def _domain_reports(fitted, items: list, p_metal) -> list:
     """harness.domain reports of bulk Items against the training set of ``fitted``'s
     benchmark (results/domain/<benchmark>.json); Nones without a profile."""
     from harness import domain
@@ -336,18 +349,27 @@ def _domain_reports(fitted, items: list) -> list:
     if not getattr(fitted, "benchmark", "") or not path.is_file():
         return [None] * len(items)
     profile = domain.load_profile(path)
-    formulas = [it.formula for it in items]
-    met = getattr(fitted.estimator, "metallicity_", None)
-    p_metal = None
-    if met is not None and hasattr(met, "predict_proba_metal"):
-        p_metal = [float(v) for v in met.predict_proba_metal(formulas)]
-    return domain.check_many([it.atoms for it in items], formulas, profile, p_metal=p_metal)
+    return domain.check_many([it.atoms for it in items], [it.formula for it in items], profile, p_metal=p_metal)
+
+
+def _group_bound(y: float, atoms, p_metal: float, params: dict) -> tuple[float, dict]:
+    """Per-group safe length and labels of one structure, both from the canonical cell
+    the model saw (so that they do not depend on the user's choice of cell)."""
+    from harness import domain, group_bound
+    from harness.kpoints import reciprocal_lengths
+
+    cell = sio.canonical_cell(atoms)
+    [lab] = group_bound.groups_of([cell.num_atoms], [domain.spacegroup_number(cell)], [p_metal])
+    L = group_bound.bound([y], [reciprocal_lengths(cell.lattice_mat)], [lab], params)
+    return float(L[0]), lab
 
 
 def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALPHA,
-                  progress: bool = True) -> list[KpointPrediction]:
+                  progress: bool = True, per_group: bool = True) -> list[KpointPrediction]:
     """Predictions for checked Items with a loaded ``Fitted`` (needed only when some
-    Item is a bulk structure)."""
+    Item is a bulk structure). ``per_group``: the safe length holds per group (metal /
+    size / crystal system, harness.group_bound) where the model allows it, else the
+    marginal L90."""
     from harness import conformal, domain
     from harness.kpoints import reciprocal_lengths
 
@@ -383,13 +405,21 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
         with bar.step(what):
             lengths += _estimate(fitted.estimator, batch, fitted.name)
         done += len(batch)
-    reports = _domain_reports(fitted, [items[k] for k in bulk])
+    p_metal = _p_metal(fitted, [items[k] for k in bulk])
+    reports = _domain_reports(fitted, [items[k] for k in bulk], p_metal)
+    params, why_marginal = None, "asked for (--marginal)"
+    if per_group and offset is not None:
+        try:
+            params = fitted.group_params(alpha) if hasattr(fitted, "group_params") else None
+            why_marginal = getattr(fitted, "group_problem", None) or "no per-group calibration for this model"
+        except HarnessError as err:
+            why_marginal = str(err)
     cont = [None] * len(bulk)
     if getattr(fitted, "continuous", False):  # the bound is calibrated on the continuous prediction
         cont, view = [], _Continuous(fitted.estimator)
         for batch in batches:
             cont += _estimate(view, batch, fitted.name)
-    for k, y, rep, yc in zip(bulk, lengths, reports, cont):
+    for n, (k, y, rep, yc) in enumerate(zip(bulk, lengths, reports, cont)):
         p, it = preds[k], items[k]
         p.model = fitted.name
         where = _where(it)
@@ -417,6 +447,14 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
                 yb = yc if isinstance(yc, float) and math.isfinite(yc) and yc > 0 else y
                 p.safe_length = (float(conformal.upper_bound(yb, offset)) if rep is None
                                  else float(domain.safe_length(yb, offset, rep)))
+                p.bound = "marginal"
+                if params is not None and p_metal is not None:
+                    # per group in domain; out of domain also never below the conservative rule
+                    gL, p.group = _group_bound(yb, it.atoms, p_metal[n], params)
+                    p.safe_length = gL if rep is None or rep.in_domain else max(gL, p.safe_length)
+                    p.bound = "per-group"
+                elif per_group:
+                    p.flags["marginal_bound"] = f"safe length holds on average, not per group: {why_marginal}"
                 p.safe_mesh = sio.mesh_for(recip, p.safe_length, where)
                 p.safe_kpoints = math.prod(p.safe_mesh)
             else:
@@ -426,7 +464,8 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
     return preds
 
 
-def predict_kpoints(structures, model=None, alpha: float = DEFAULT_ALPHA, *, ids: list[str] | None = None,
+def predict_kpoints(structures, model=None, alpha: float = DEFAULT_ALPHA, *, per_group: bool = True,
+                    ids: list[str] | None = None,
                     errors: str = "raise", max_atoms: int = sio.MAX_ATOMS, progress: bool = True,
                     cache_dir: Path | None = None, models_dir: Path | None = None,
                     results_dir: Path | None = None) -> list[KpointPrediction]:
@@ -437,6 +476,9 @@ def predict_kpoints(structures, model=None, alpha: float = DEFAULT_ALPHA, *, ids
         (pbc all False: Γ-only), a jarvis ``Atoms``, a POSCAR/CIF path, or a list of them.
     model: a trained model's name, a ``Fitted`` from ``load_model`` (reuse it across
         calls: loading takes seconds), or None for ``default_model()``.
+    per_group: True (default): the safe length holds in every group (metals and
+        non-metals, small and large cells, each crystal system; harness.group_bound) for
+        models with a metallicity estimate; False: the marginal L90 (90 % on average).
     errors: "raise" (default): the first refused structure raises HarnessError naming
         it; "keep": refused structures come back with ``error`` set.
     progress: progress lines on stderr for steps longer than 2 s."""
@@ -450,7 +492,7 @@ def predict_kpoints(structures, model=None, alpha: float = DEFAULT_ALPHA, *, ids
     if any(it.error is None and it.dimensionality == 3 for it in items):
         fitted = model if hasattr(model, "estimator") else load_model(
             model, cache_dir=cache_dir, models_dir=models_dir, results_dir=results_dir, progress=progress)
-    preds = predict_items(items, fitted, alpha, progress)
+    preds = predict_items(items, fitted, alpha, progress, per_group)
     bad = next((p for p in preds if p.error), None)
     if bad is not None and errors == "raise":
         raise HarnessError(bad.error)

@@ -34,6 +34,10 @@ class Fitted:
     record: dict = field(default_factory=dict)
     problem: str | None = None  # why there is no calibration, when there is none
     continuous: bool = False  # calibrated on predict_continuous: bound that, not the snapped prediction
+    val_recip: np.ndarray | None = None  # reciprocal lengths of the val cells (definition's lattice.csv)
+    val_groups: np.ndarray | None = None  # (n_val, 3) metal / size / system labels (harness.group_bound)
+    group_problem: str | None = None  # why there is no per-group bound, when there is none
+    _group_params: dict = field(default_factory=dict, repr=False)
 
     @property
     def calibrated(self) -> bool:
@@ -50,6 +54,17 @@ class Fitted:
         if self.y_val is None:
             raise HarnessError(self.problem or f"{self.name}: no calibration data")
         return conformal.conformal_offset(self.y_val, self.p_val, alpha)
+
+    def group_params(self, alpha: float = 0.1) -> dict | None:
+        """Calibration of the per-group bound (harness.group_bound) at level 1 - alpha, or
+        None when it cannot be had (``group_problem`` says why)."""
+        from harness import group_bound
+
+        if self.y_val is None or self.val_groups is None or self.val_recip is None:
+            return None
+        if alpha not in self._group_params:
+            self._group_params[alpha] = group_bound.fit(self.y_val, self.p_val, self.val_recip, self.val_groups, alpha)
+        return self._group_params[alpha]
 
 
 def trained_benchmark(name: str, results_dir: Path | None = None, benchmarks_dir: Path | None = None) -> str | None:
@@ -161,4 +176,29 @@ def load_fitted(name: str, cache_dir: Path | None = None, models_dir: Path | Non
         fitted.continuous = key == "val_continuous" and callable(getattr(fitted.estimator, "predict_continuous", None))
     except HarnessError as err:
         fitted.problem = str(err)
+        return fitted
+    _attach_groups(fitted, definition, rows.ids, results_dir)
     return fitted
+
+
+def _attach_groups(fitted: Fitted, definition, val_ids: list[str], results_dir: Path) -> None:
+    """Val labels and cells for the per-group bound; it also needs P(metal) for a new
+    structure, so only a model with a metallicity estimate (``metallicity_``) gets one."""
+    from harness import group_bound
+
+    groups_file = Path(results_dir).parent / group_bound.GROUPS_FILE.format(benchmark=definition.name)
+    if not hasattr(getattr(fitted.estimator, "metallicity_", None), "predict_proba_metal"):
+        fitted.group_problem = f"{fitted.name} has no metallicity estimate (P(metal)) to place a structure in its group"
+    elif definition.recip is None:
+        fitted.group_problem = f"{definition.name}: no lattice.csv for the val cells"
+    else:
+        try:
+            groups = group_bound.read_groups(groups_file, {"val": val_ids})
+        except HarnessError as err:
+            fitted.group_problem = str(err)
+            return
+        if groups is None:
+            fitted.group_problem = f"{groups_file}: missing (python -m modellib.studies.group_conformal writes it)"
+            return
+        fitted.val_groups = np.array([groups["val"][G] for G in group_bound.GROUPINGS]).T
+        fitted.val_recip = np.array([definition.recip[i] for i in val_ids])

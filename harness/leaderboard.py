@@ -18,18 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import atomic, conformal, kpoints, record, seeds
+from harness import atomic, conformal, group_bound, kpoints, record, seeds
 from harness import benchmark as bm
 from harness.errors import HarnessError
 from harness.metrics import regression_metrics
 from harness.submission import check_ids, physical_problem, read_csv_zip
 
 SAFETY_COLUMNS = ["l90_offset", "l90_coverage", "l90_worst_group", "l90_worst_group_coverage", "kpoints_mean_l90",
-                  "kpoints_saved_pct"]
-# Group labels of the test ids (metal / cell size / crystal system), written by
+                  "kpoints_saved_pct", "l90g_coverage", "l90g_worst_group", "l90g_worst_group_coverage",
+                  "kpoints_mean_l90g"]
+# Group labels of the val and test ids (metal / cell size / crystal system), written by
 # `python -m modellib.studies.group_conformal`; the leaderboard computes no features itself.
-GROUPS_FILE = "results/domain/{benchmark}.groups.csv"
-GROUPINGS = ("metal", "size", "system")
+GROUPS_FILE = group_bound.GROUPS_FILE
+GROUPINGS = group_bound.GROUPINGS
+read_groups = group_bound.read_groups
 COLUMNS = ["benchmark", "rank", "model", "kind", "mae", "mae_ci_low", "mae_ci_high", "beats_next_pct", "seeds_mae_mean",
            "seeds_mae_std", "n_seeds", "rmse", "r2",
            "max_error", "n_test", "n_train", "trained_on", "software", *SAFETY_COLUMNS]
@@ -60,6 +62,7 @@ class Row:
     beats_next: float | None = None  # share of paired resamples where this row's MAE < the next row's
     seeds: dict | None = None  # results/<model>/<benchmark>/seeds.json (harness/seeds.py)
     worst: tuple[str, float] | None = None  # (group, test coverage of L90) of the worst-covered group
+    grouped: dict | None = None  # the per-group bound (harness.group_bound): coverage, worst, kpoints_mean
 
     def as_dict(self) -> dict:
         s = self.safety
@@ -67,7 +70,12 @@ class Row:
             "l90_offset": round(s.offset, 4), "l90_coverage": round(s.coverage, 4),
             "l90_worst_group": self.worst[0] if self.worst else "",
             "l90_worst_group_coverage": round(self.worst[1], 4) if self.worst else "",
-            "kpoints_mean_l90": round(s.kpoints_mean, 1), "kpoints_saved_pct": round(s.saved_pct, 2)}
+            "kpoints_mean_l90": round(s.kpoints_mean, 1), "kpoints_saved_pct": round(s.saved_pct, 2),
+            **dict.fromkeys(SAFETY_COLUMNS[6:], "")}
+        if self.grouped is not None:
+            g = self.grouped
+            l90.update({"l90g_coverage": round(g["coverage"], 4), "l90g_worst_group": g["worst"][0],
+                        "l90g_worst_group_coverage": round(g["worst"][1], 4), "kpoints_mean_l90g": round(g["kpoints_mean"], 1)})
         return {"model": self.model, "kind": self.kind, **{k: round(v, 4) for k, v in self.metrics.items()},
                 "mae_ci_low": round(self.ci[0], 4), "mae_ci_high": round(self.ci[1], 4),
                 "beats_next_pct": "" if self.beats_next is None else round(100 * self.beats_next, 1),
@@ -157,22 +165,17 @@ def _fixed_summary(b: bm.Benchmark) -> tuple[float, dict]:
                    "kpoints_true": float(kpoints.kpoint_count(recip, y).mean())}
 
 
-def read_groups(path: Path, test_ids: list[str]) -> dict[str, list[str]] | None:
-    """{grouping: label per test id} from the groups file, or None when absent."""
-    if not Path(path).is_file():
-        return None
-    got = {}
-    for n, line in enumerate(Path(path).read_text().splitlines()[1:], start=2):
-        parts = line.split(",")
-        if len(parts) != 5:
-            raise HarnessError(f"{path}: line {n}: expected split,id,metal,size,system")
-        if parts[0] == "test":
-            got[parts[1]] = parts[2:]
-    missing = [i for i in test_ids if i not in got]
-    if missing:
-        raise HarnessError(f"{path}: no groups for {len(missing)} test id(s), e.g. {missing[0]} (rerun "
-                           "`python -m modellib.studies.group_conformal`)")
-    return {g: [got[i][k] for i in test_ids] for k, g in enumerate(GROUPINGS)}
+def grouped_safety(b: bm.Benchmark, calibration: tuple, groups: dict) -> dict:
+    """The per-group bound (harness.group_bound) of one model: calibrated on its val
+    predictions and the val labels, evaluated on test."""
+    y_val, p_val, p_test = calibration
+    lab = {s: np.array([groups[s][G] for G in GROUPINGS]).T for s in ("val", "test")}
+    recip = {s: np.array([b.recip[i] for i in b.ids[s]]) for s in ("val", "test")}
+    params = group_bound.fit(y_val, p_val, recip["val"], lab["val"], alpha=conformal.ALPHA)
+    L = group_bound.bound(p_test, recip["test"], lab["test"], params)
+    y = b.y("test")
+    return {"coverage": float(np.mean(y <= L)), "worst": worst_group(y, L, groups["test"]),
+            "kpoints_mean": float(kpoints.kpoint_count(recip["test"], L).mean())}
 
 
 def worst_group(y_test: np.ndarray, bound: np.ndarray, groups: dict[str, list[str]], min_n: int = 30) -> tuple[str, float]:
@@ -216,7 +219,8 @@ def build_board(b: bm.Benchmark, definitions: dict[str, bm.Benchmark], submissio
         notes.append(f"{b.name}: L90 columns empty: the definition has no lattice.csv (freeze it where the store holds "
                      "every val/test structure)")
     y_test = b.y("test")
-    groups = read_groups(Path(results_dir).parent / GROUPS_FILE.format(benchmark=b.name), b.ids["test"])
+    groups = read_groups(Path(results_dir).parent / GROUPS_FILE.format(benchmark=b.name),
+                         {s: b.ids[s] for s in ("val", "test")})
     rows = []
     for folder in sorted(p for p in Path(submissions_dir).glob("*") if p.is_dir()):
         if models_dir is not None and not (Path(models_dir) / folder.name).is_dir():
@@ -234,12 +238,13 @@ def build_board(b: bm.Benchmark, definitions: dict[str, bm.Benchmark], submissio
             if fixed is not None:
                 safety, calibration = model_safety(cal_files, own, b, p, fixed)
             spread = seeds.read(results_dir, folder.name, own.name, f) if own.name == b.name else None
-            worst = None
+            worst = grouped = None
             if safety is not None and groups is not None:
-                worst = worst_group(y_test, conformal.upper_bound(calibration[2], safety.offset), groups)
+                worst = worst_group(y_test, conformal.upper_bound(calibration[2], safety.offset), groups["test"])
+                grouped = grouped_safety(b, calibration, groups)
             rows.append(Row(folder.name, meta.get("kind", "model"), regression_metrics(y_test, p), len(p),
                             rec["counts"]["train"], own.name, meta.get("software_used", ""), np.abs(y_test - p),
-                            safety, calibration, seeds=spread, worst=worst))
+                            safety, calibration, seeds=spread, worst=worst, grouped=grouped))
     official = definitions.get(bm.OFFICIAL)
     if reference_dir is not None and Path(reference_dir).is_dir() and official is not None and official.contains(b):
         for folder in sorted(p for p in Path(reference_dir).glob("*") if p.is_dir()):
@@ -322,6 +327,21 @@ def render_board(board: Board) -> list[str]:
                      f"{m['rmse']:.3f} | {m['r2']:.3f} | {m['max_error']:.1f} | {r.n_test:,} | {n_train} | {l90} |")
     if not board.rows:
         lines.append("| - | (no submission covers this benchmark yet) | | | | | | | | | | | | | | |")
+    grouped = [r for r in board.rows if r.grouped is not None]
+    if grouped:
+        lines += ["", "**Safe length per group** (`harness/group_bound.py`): the cost-aware group-conditional conformal "
+                  f"bound, calibrated on each model's val predictions at level {1 - conformal.ALPHA:g} − 0.01 in every "
+                  "group at once (metal / non-metal, small / large, each crystal system; the level was chosen on val so "
+                  "that overall coverage stays 90 ± 1 %), against the plain L90 above (a 90 % guarantee overall only). "
+                  "This is the bound `predict` gives for models with a metallicity estimate.", "",
+                  "| model | L90 cov | L90 worst group | L90 k-pts | per-group cov | per-group worst group | "
+                  "per-group k-pts |", "|---|---:|---|---:|---:|---|---:|"]
+        for r in grouped:
+            g, s = r.grouped, r.safety
+            wg = "-" if r.worst is None else f"{100 * r.worst[1]:.1f} % ({r.worst[0]})"
+            lines.append(f"| {r.model} | {100 * s.coverage:.1f} % | {wg} | {s.kpoints_mean:,.0f} | "
+                         f"{100 * g['coverage']:.1f} % | {100 * g['worst'][1]:.1f} % ({g['worst'][0]}) | "
+                         f"{g['kpoints_mean']:,.0f} |")
     return lines
 
 

@@ -46,6 +46,29 @@ def fitted(task):
                   p_val=est.predict(task.materials.loc[val]))
 
 
+class Metallicity:
+    """A fixed P(metal) per formula (deterministic, so the group label is the crystal's)."""
+
+    def predict_proba_metal(self, formulas):
+        return [0.9 if "Zn" in f else 0.1 for f in formulas]
+
+
+@pytest.fixture(scope="module")
+def grouped(task, fitted):
+    """The same booster with a metallicity estimate: predict then uses the per-group bound,
+    calibrated on the committed val labels (results/domain/...groups.csv)."""
+    from harness import group_bound, paths
+
+    est = PhysicsBooster()
+    est.m, est.metallicity_ = fitted.estimator.m, Metallicity()
+    val = task.ids("val")[:200]
+    groups = group_bound.read_groups(paths.REPO_ROOT / group_bound.GROUPS_FILE.format(benchmark=task.benchmark.name),
+                                     {"val": val})
+    return Fitted("physics_booster_grouped", est, y_val=fitted.y_val, p_val=fitted.p_val,
+                  val_recip=np.array([task.benchmark.recip[i] for i in val]),
+                  val_groups=np.array([groups["val"][G] for G in group_bound.GROUPINGS]).T)
+
+
 def _crystals(task):
     mgo = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     zno = Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"],
@@ -74,21 +97,39 @@ def _variants(s: Structure, tmp_path, name: str) -> dict:
             "permuted": permuted, "cif": str(cif), "poscar": str(poscar)}
 
 
-def test_same_crystal_same_length_and_density(task, fitted, tmp_path):
+@pytest.mark.parametrize("bound", ["marginal", "per-group"])
+def test_same_crystal_same_length_and_density(task, fitted, grouped, tmp_path, bound):
+    model = fitted if bound == "marginal" else grouped
     for name, s in _crystals(task).items():
         variants = _variants(s, tmp_path, name.replace("-", "_"))
-        preds = dict(zip(variants, api.predict_kpoints(list(variants.values()), model=fitted, progress=False)))
+        preds = dict(zip(variants, api.predict_kpoints(list(variants.values()), model=model, progress=False)))
         for k, p in preds.items():
             assert p.ok, (name, k, p.error)
+            assert p.bound == bound, (name, k, p.bound, p.flags)
+        assert len({str(p.group) for p in preds.values()}) == 1  # the same crystal is in the same group
         lengths = {k: p.predicted_length for k, p in preds.items()}
         assert len(set(lengths.values())) == 1, (name, lengths)
         assert len({p.safe_length for p in preds.values()}) == 1
         ref = preds["primitive"]
+        cells = {k: _atoms(v) for k, v in variants.items()}
         for k, p in preds.items():
-            # k-points x atoms per cell: equal up to one mesh step per axis of the smaller mesh
+            # k-points x atoms per cell: what JARVIS' length rule n_i ≈ L·|b_i| gives each cell at the
+            # same L (|b1 b2 b3|·atoms: equal for a supercell, 3√3/4 apart for fcc primitive vs
+            # conventional), up to one mesh step per axis of either mesh
             dens, dens_ref = p.safe_kpoints * p.n_atoms, ref.safe_kpoints * ref.n_atoms
+            rule = math.log(_density(cells[k]) / _density(cells["primitive"]))
             slack = sum(math.log((n + 1) / n) for n in p.safe_mesh) + sum(math.log((n + 1) / n) for n in ref.safe_mesh)
-            assert abs(math.log(dens / dens_ref)) <= slack, (name, k, p.safe_mesh, ref.safe_mesh)
+            assert abs(math.log(dens / dens_ref) - rule) <= slack, (name, k, p.safe_mesh, ref.safe_mesh)
+
+
+def _atoms(v):
+    return api.collect([v], None)[0].atoms if isinstance(v, str) else pmg_to_atoms(v)
+
+
+def _density(atoms) -> float:
+    from harness.kpoints import reciprocal_lengths
+
+    return math.prod(reciprocal_lengths(atoms.lattice_mat)) * atoms.num_atoms
 
 
 def test_canonical_cell_is_the_primitive_cell(task):

@@ -226,7 +226,7 @@ def test_leaderboard_imports_neither_jarvis_nor_the_model_stack(synthetic):
     code = ("import sys; from pathlib import Path; from harness import leaderboard; "
             f"ok, boards, _ = leaderboard.rebuild(Path({str(synthetic['root'])!r}), None, Path({str(synthetic['models'])!r}), check=True); "
             "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'jarvis', 'pymatgen', 'matminer', 'sklearn', 'torch', "
-            "'xgboost', 'lightgbm', 'crabnet', 'pandas', 'jarvis_leaderboard'}); print(ok, len(boards), heavy)")
+            "'xgboost', 'lightgbm', 'crabnet', 'pandas', 'jarvis_leaderboard', 'modellib'}); print(ok, len(boards), heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "2", "[]"]
