@@ -31,7 +31,6 @@ import json
 import logging
 import sys
 import time
-import uuid
 import warnings
 from collections import Counter
 from functools import lru_cache
@@ -40,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import atomic
+from modellib.features.chunk_cache import ChunkCache
 from modellib.features.frame_cache import structure_key  # noqa: F401 (re-exported: one hash for every feature cache)
 
 log = logging.getLogger(__name__)
@@ -417,57 +416,11 @@ def feature_cache_dir(cache_dir: Path | None = None) -> Path:
     return base / "features" / "structure" / feature_set_id()
 
 
-class FeatureCache:
-    """Rows of features by structure key, in chunk files ``chunk-*.npz`` (atomic writes).
-    Several processes may add chunks at once; a key found twice is the same row."""
+class FeatureCache(ChunkCache):
+    """The structure feature rows (273 columns) of one feature set."""
 
     def __init__(self, directory: Path):
-        self.dir = Path(directory)
-
-    def _files(self) -> list[Path]:
-        return sorted(self.dir.glob("chunk-*.npz")) if self.dir.is_dir() else []
-
-    def load(self, wanted: set[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-        rows, paths = {}, {}
-        for f in self._files():
-            try:
-                with np.load(f, allow_pickle=False) as z:
-                    keys, X, p = z["keys"], z["X"], z["paths"]
-            except (OSError, ValueError, KeyError, EOFError):
-                continue  # vanished (compacted by another process) or unreadable: recompute
-            if X.shape != (len(keys), len(_layout()[0])):
-                continue
-            for k, x, pp in zip(keys.tolist(), X, p.tolist(), strict=True):
-                if wanted is None or k in wanted:
-                    rows[k], paths[k] = x, pp
-        return rows, paths
-
-    def write(self, keys: list[str], X: np.ndarray, paths: list[str]) -> Path:
-        name = f"chunk-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}-{len(keys)}.npz"
-        target = self.dir / name
-        with atomic.atomic_path(target) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, keys=np.array(keys, dtype="U40"), X=np.asarray(X, dtype=np.float64), paths=np.array(paths, dtype="U16"))
-        return target
-
-    def compact(self, max_files: int = 64) -> None:
-        """Merge chunks into one file when there are many (readers tolerate the swap)."""
-        files = self._files()
-        if len(files) <= max_files:
-            return
-        rows, paths = {}, {}
-        merged = []
-        for f in files:
-            try:
-                with np.load(f, allow_pickle=False) as z:
-                    for k, x, p in zip(z["keys"].tolist(), z["X"], z["paths"].tolist(), strict=True):
-                        rows[k], paths[k] = x, p
-                merged.append(f)
-            except (OSError, ValueError, KeyError, EOFError):
-                continue
-        keys = list(rows)
-        self.write(keys, np.array([rows[k] for k in keys]), [paths[k] for k in keys])
-        for f in merged:
-            f.unlink(missing_ok=True)
+        super().__init__(directory, width=len(_layout()[0]))
 
 
 # --------------------------------------------------------------------------- public API
