@@ -129,7 +129,8 @@ def cmd_run(args) -> int:
 def _child_args(args, n_jobs: int, models_dir: Path | None = None) -> dict:
     """What every model process gets (harness.schedule.child_command); seed/scheduler when the command has them."""
     return {"data_dir": _data_dir(args), "models_dir": models_dir or _models_dir(args), "seed": getattr(args, "seed", None),
-            "n_jobs": n_jobs, "dask_scheduler": getattr(args, "dask_scheduler", None)}
+            "n_jobs": n_jobs, "dask_scheduler": getattr(args, "dask_scheduler", None),
+            "retrain": getattr(args, "retrain", True)}  # reproduce and seeds always refit
 
 
 def _run_models(args, selected, benchmark: str, models_dir: Path, client=None) -> list:
@@ -150,7 +151,8 @@ def _run_models(args, selected, benchmark: str, models_dir: Path, client=None) -
 
     def done(o):
         text = (f"test MAE {o.metrics['mae']:.3f}, R2 {o.metrics['r2']:.3f} ({o.seconds:.0f} s"
-                f"{', predictions unchanged' if not o.changed else ''})" if o.ok else f"FAILED: {o.message}")
+                f"{', inputs unchanged: saved fit reused' if o.reused else ', predictions unchanged' if not o.changed else ''})"
+                if o.ok else f"FAILED: {o.message}")
         print(f"{o.name}: {text}", flush=True)
 
     needs = {m.name: list(m.meta.get("needs", [])) for m in selected}
@@ -189,7 +191,7 @@ def cmd_run_model(args) -> int:
                        n_jobs=args.n_jobs, shared_cache_dir=cache)
     with joblib_backend(args.dask_scheduler):
         out = run_one(task, folder, ctx, submissions_dir=paths.submissions_dir(), results_dir=paths.results_dir(),
-                      artifacts_dir=run_cache)
+                      artifacts_dir=run_cache, retrain=args.retrain)
     return report(out)
 
 
@@ -373,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("names", nargs="*", metavar="NAME", help="model folder names under models/")
     r.add_argument("--all", action="store_true", help="run every model folder (folders starting with _ are skipped)")
     _add_common(r, data=True, models=True, refs=True)
+    r.add_argument("--retrain", action="store_true",
+                   help="refit every selected model (default: a model whose code, model.yaml, benchmark, data, seed, "
+                   "library versions and numeric environment are unchanged since its saved fit reuses it)")
     r.add_argument("--scratch", metavar="DIR", help="train on whatever split ids the store covers and write everything "
                    "(a throw-away definition, submissions, records, leaderboard) under DIR instead of the repository")
     r.add_argument("--seed", type=int, default=0, help="random seed passed to every model (default 0)")
@@ -399,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--seed", type=int, default=0)
     rm.add_argument("--n-jobs", type=int, default=1)
     rm.add_argument("--dask-scheduler")
+    rm.add_argument("--retrain", action="store_true")
     rm.set_defaults(func=cmd_run_model)
 
     v = sub.add_parser("validate", help="check model folders, submission files and run records",

@@ -43,10 +43,11 @@ class Outcome:
     metrics: dict | None = None
     seconds: float = 0.0
     changed: bool = False  # the submission's predictions differ from the committed ones
+    reused: bool = False  # nothing the fit depends on changed: the saved fit and files were kept (harness.warm)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "ok": self.ok, "message": self.message, "metrics": self.metrics,
-                "seconds": self.seconds, "changed": self.changed}
+                "seconds": self.seconds, "changed": self.changed, "reused": self.reused}
 
 
 
@@ -122,8 +123,38 @@ def fit_predict(task: Task, model: ModelFolder, ctx: ModelContext):
     return estimator, preds, fit_s, time.perf_counter() - t0
 
 
+def _reuse(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: Path, results_dir: Path,
+           art: Path | None) -> Outcome | None:
+    """The Outcome of the saved fit when harness.warm finds nothing changed, else None."""
+    from harness import warm
+
+    t0 = time.perf_counter()
+    bench = task.benchmark
+    res = record.results_folder(results_dir, model.name, bench.name)
+    test_file = Path(submissions_dir) / model.name / bench.submission_filename
+    outputs = {"test_predictions": test_file, "val_predictions": res / record.VAL_FILE,
+               **{k: res / f for k, f in record.CONTINUOUS_FILES.items()}}
+    side = warm.reusable(task, model, ctx, art, outputs, res / record.RECORD_FILE)
+    if side is None:
+        return None
+    rows = submission.read_csv_zip(test_file)
+    pred = task.check_predictions("test", rows.ids, rows.predictions)  # recomputed from the file, never trusted
+    return Outcome(model.name, True, "inputs unchanged: saved fit reused", metrics=regression_metrics(task.y("test"), pred),
+                   seconds=time.perf_counter() - t0, reused=True)
+
+
 def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: Path, results_dir: Path,
-            artifacts_dir: Path | None = None) -> Outcome:
+            artifacts_dir: Path | None = None, retrain: bool = False) -> Outcome:
+    from harness import warm
+
+    art = artifact_path(artifacts_dir, model.name, task.benchmark.name) if artifacts_dir is not None else None
+    if not retrain:
+        try:
+            reused = _reuse(task, model, ctx, submissions_dir, results_dir, art)
+        except HarnessError:
+            reused = None  # a damaged file: refit and rewrite
+        if reused is not None:
+            return reused
     try:
         estimator, preds, fit_s, seconds = fit_predict(task, model, ctx)
     except HarnessError as err:
@@ -132,7 +163,7 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
         return Outcome(model.name, False, _failure(model, err))
 
     bench = task.benchmark
-    art = artifact_path(artifacts_dir, model.name, bench.name) if artifacts_dir is not None else None
+    code = warm.loaded_project_files()  # what the fit executed (its process loaded nothing else of ours)
     # Save the fitted model first: a model that cannot be saved fails before any file is written.
     if art is not None:
         try:
@@ -193,7 +224,8 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
         "total_seconds": round(seconds, 1),
     }
     if art is not None:
-        atomic.write_text(art.parent / record.SIDECAR_FILE, record.dumps(rec))
+        side = {**rec, "fingerprint": warm.fingerprint(task, model, ctx, code)}
+        atomic.write_text(art.parent / record.SIDECAR_FILE, record.dumps(side))
     record.write(res / record.RECORD_FILE, rec)
     return Outcome(model.name, True, metrics=regression_metrics(task.y("test"), preds["test"]), seconds=seconds,
                    changed=changed)

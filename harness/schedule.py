@@ -47,6 +47,8 @@ def child_command(name: str, benchmark: str, args: dict, outcome: Path) -> list[
     for flag in ("data_dir", "models_dir", "seed", "n_jobs", "dask_scheduler"):
         if args.get(flag) is not None:
             cmd += [f"--{flag.replace('_', '-')}", str(args[flag])]
+    if args.get("retrain"):
+        cmd.append("--retrain")
     return cmd
 
 
