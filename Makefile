@@ -22,8 +22,9 @@ $(STAMP): requirements.txt
 run: $(STAMP)
 	$(BIN)/python -m harness run --all
 
+# The timing benchmarks (tests/perf, modellib/tests/perf) run in `make bench` only.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --ignore=tests/perf --ignore=modellib/tests/perf
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q tests/perf modellib/tests/perf --benchmark-enable --benchmark-only

@@ -148,6 +148,9 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
     from harness import warm
 
     art = artifact_path(artifacts_dir, model.name, task.benchmark.name) if artifacts_dir is not None else None
+    for folder in (Path(submissions_dir) / model.name, record.results_folder(results_dir, model.name, task.benchmark.name)):
+        for stale in folder.glob(".*.tmp"):  # left by a run killed mid-write (atomic.py)
+            stale.unlink(missing_ok=True)
     if not retrain:
         try:
             reused = _reuse(task, model, ctx, submissions_dir, results_dir, art)
@@ -174,8 +177,6 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
 
     sub = Path(submissions_dir) / model.name
     res = record.results_folder(results_dir, model.name, bench.name)
-    for stale in [*sub.glob(".*.tmp"), *res.glob(".*.tmp")]:  # left by a run killed mid-write (atomic.py)
-        stale.unlink(missing_ok=True)
     test_file = sub / bench.submission_filename
     val_file = res / record.VAL_FILE
     changed = submission.write_csv_zip(test_file, task.ids("test"), task.y("test"), preds["test"])

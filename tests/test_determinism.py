@@ -30,7 +30,7 @@ def scratch(task, cache_root, tmp_path, monkeypatch):
 
 
 def run(out, models, capsys) -> None:
-    rc = cli.main(["run", "--all", "--scratch", str(out), "--limit", "80", "--n-jobs", "2",
+    rc = cli.main(["run", "--all", "--scratch", str(out), "--limit", "80", "--n-jobs", "2", "--parallel", "1",
                    "--models-dir", str(models)])
     cap = capsys.readouterr()
     assert rc == 0, cap.out + cap.err

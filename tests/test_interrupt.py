@@ -71,8 +71,8 @@ def make_model(ctx):
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
-    copy_repo_model(d, "train_median")  # run_order 0: finishes before the kill
-    write_model(d, "t_slow", SLOW, run_order=1)
+    copy_repo_model(d, "train_median")  # run_order 90: starts, and finishes, before the kill
+    write_model(d, "t_slow", SLOW, run_order=100)
     return d
 
 
@@ -133,7 +133,7 @@ def comparable(root: Path) -> dict[str, bytes]:
 def test_kill_9_then_rerun_resumes_and_matches_a_clean_run(task, data_dir, cache_root, models_dir, tmp_path):
     killed = tmp_path / "killed"
     env = scratch_env(killed, data_dir, cache_root, models_dir)
-    args = ["run", "--all", "--limit", LIMIT, "--n-jobs", "1"]
+    args = ["run", "--all", "--limit", LIMIT, "--n-jobs", "1", "--parallel", "1"]  # child output on stdout
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -140,7 +140,9 @@ def test_run_record_holds_what_reproduces_the_run(synthetic):
 def test_rerun_with_the_same_predictions_changes_no_tracked_file(synthetic):
     root = synthetic["root"]
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    proc = _harness(synthetic["env"], "run", "train_median", "--data-dir", str(synthetic["store"]), "--n-jobs", "2")
+    # --retrain: refit (a plain rerun would reuse the saved fit, tests/test_warm.py), same predictions
+    proc = _harness(synthetic["env"], "run", "train_median", "--data-dir", str(synthetic["store"]), "--n-jobs", "2",
+                    "--retrain")
     assert proc.returncode == 0, proc.stderr
     assert "predictions unchanged" in proc.stdout
     after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}

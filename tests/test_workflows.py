@@ -63,7 +63,7 @@ def test_leaderboard_workflow_rebuilds_and_commits_only_on_push_to_main():
     assert cmds.index(install) < cmds.index("python -m harness leaderboard")
     reqs = [ln.split("==")[0].strip().lower() for ln in (ROOT / "requirements-leaderboard.txt").read_text().splitlines()
             if ln.strip() and not ln.lstrip().startswith("#")]
-    assert sorted(reqs) == ["matplotlib", "numpy", "pyyaml"]
+    assert sorted(reqs) == ["matplotlib", "numpy", "pyyaml", "scipy"]  # scipy: the per-group bound's LPs
     commit = next(c for c in cmds if "git commit" in c)
     assert "git add -- leaderboard.csv README.md results/" in commit and "git push origin HEAD:main" in commit
     assert "git diff --cached --quiet" in commit  # commit only if changed

@@ -42,7 +42,9 @@ def _git_show(path: str) -> str:
 def _old_module(path: str, name: str):
     module = types.ModuleType(name)
     sys.modules[name] = module  # dataclasses look their module up
-    exec(compile(_git_show(path), f"{OLD_REV}:{path}", "exec"), module.__dict__)
+    # its helpers (feature cache, structure key) have moved to the model library since
+    source = _git_show(path).replace("harness.features.", "modellib.features.")
+    exec(compile(source, f"{OLD_REV}:{path}", "exec"), module.__dict__)
     return module
 
 
@@ -68,7 +70,7 @@ def _report(benchmark, info):
 
 
 def test_bench_packing_features_old_vs_new(benchmark, base):
-    old = _old_module("modellib/features/physics.py", "physics_old")
+    old = _old_module("harness/features/physics.py", "physics_old")
     atoms = supercell(base[1], COMPARE)
     t0 = time.perf_counter()
     f_old = old.structure_physics(atoms)
