@@ -10,6 +10,8 @@ the last per-epoch checkpoint (``resume.pt``, written atomically).
 
 from __future__ import annotations
 
+import io
+
 import fcntl
 import functools
 import hashlib
@@ -228,18 +230,29 @@ def check_message(meta: dict) -> str:
     return msg
 
 
+TIMING_COLUMNS = ("train_seconds", "samples_per_s")
+
+
 def record_check(meta: dict, csv_path: Path) -> pd.DataFrame:
     """Insert/replace the row for (source, profile, seed) in ``csv_path`` (atomically)."""
     row = check_row(meta)
     csv_path = Path(csv_path)
     if csv_path.is_file():
         old = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-        keep = ~((old["source"] == str(row["source"])) & (old["profile"] == str(row["profile"]))
-                 & (old["seed"] == str(row["seed"])))
-        old = old[keep]
+        same_key = ((old["source"] == str(row["source"])) & (old["profile"] == str(row["profile"]))
+                    & (old["seed"] == str(row["seed"])))
+        old = old[~same_key]
         df = pd.concat([old, pd.DataFrame([{k: str(v) for k, v in row.items()}])], ignore_index=True)
     else:
         df = pd.DataFrame([row])
     df = df.reindex(columns=PRETRAINING_CSV_COLUMNS).sort_values(["source", "profile", "seed"]).reset_index(drop=True)
-    atomic.write_text(csv_path, df.to_csv(index=False))
+    text = df.to_csv(index=False)
+    if csv_path.is_file():
+        # the same results as recorded: keep the file and its timings (a rerun leaves git status clean)
+        result = [c for c in PRETRAINING_CSV_COLUMNS if c not in TIMING_COLUMNS]
+        before = pd.read_csv(csv_path, dtype=str, keep_default_na=False).reindex(columns=result)
+        after = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False).reindex(columns=result)
+        if before.equals(after):
+            return pd.read_csv(csv_path)
+    atomic.write_text(csv_path, text)
     return df

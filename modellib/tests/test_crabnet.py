@@ -224,6 +224,9 @@ def test_pretraining_check_reports_the_reference_numbers(tmp_path):
     assert len(df) == 2 and e["test_mae"] == 0.09 and not bool(e["exceeds_1_25x_matbench"])
     assert e["reference_mae_matbench"] == 0.0862 and e["reference_mae_seed"] == 0.0842
     assert not list(tmp_path.glob(".pretraining.csv.*"))  # atomic write left no temp file
+    text = csv.read_text()
+    pt.record_check(_meta(0.09) | {"train_seconds": 7.0, "samples_per_s": 3.0}, csv)  # same result, other timing
+    assert csv.read_text() == text  # kept: a rerun with the same results leaves the file as it was
 
 
 # -- formulas, density, profiles, model folders ----------------------------------------
