@@ -1,18 +1,25 @@
 """The fast structure-feature engine gives stock matminer's numbers (and stock's NaNs),
 caches each structure once, resumes, and feeds the matminer_xgboost model.
 
-The equivalence test compares with stock matminer's rows for ~55 real structures stored in
-modellib/tests/data/stock_matminer_reference.npz (recomputing them costs about 2 min of
-CPU); make bench checks that reference against stock matminer live."""
+The equivalence test does not rerun stock matminer (~2.3 s a structure, ~2 min of CPU for
+the sample): it compares the engine with stock's rows for the ~50 real structures of
+``_pick`` stored in modellib/tests/data/stock_matminer_reference.npz (jids, structure
+keys, rows, feature labels, matminer/pymatgen/numpy versions, numeric environment), both
+computed in the harness's pinned numeric environment. It fails when the file is missing
+and skips, saying why, when the file was made with another matminer/pymatgen or
+describes structures the local store lacks or holds differently. ``make bench``
+(modellib/tests/perf/test_bench_stock_reference.py) recomputes stock live and checks the
+file against it; ``KSPACING_WRITE_STOCK_REFERENCE=1`` there (or ``python -m
+modellib.tests.perf.test_bench_stock_reference``) rewrites it, e.g. after an upgrade."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from joblib import Parallel, delayed
 
 from harness import ModelContext, registry
 from modellib.features import structure as sf
@@ -53,23 +60,41 @@ def _compare(ref: np.ndarray, ours: np.ndarray) -> float:
 
 
 REFERENCE = Path(__file__).parent / "data" / "stock_matminer_reference.npz"
+WRITE_ENV = "KSPACING_WRITE_STOCK_REFERENCE"
+REGENERATE = (f"regenerate it: {WRITE_ENV}=1 .venv/bin/python -m pytest -q modellib/tests/perf/test_bench_stock_reference.py "
+              "--benchmark-enable --benchmark-only (about 2 min of CPU)")
 
 
-def reference_versions() -> dict:
-    """What stock matminer's numbers depend on: recorded with the reference, checked on use."""
-    import matminer
-    import pymatgen.core
+def in_pinned_env(fn, items: list, n_jobs: int = 2) -> tuple[list, str]:
+    """([fn(x) for x in items], their numeric environment tag), computed in fresh worker
+    processes started in the harness's pinned numeric environment (harness/numeric_env.py):
+    the same kernels on every x86-64 machine, whatever this (pytest's) process runs with,
+    so a committed reference made so holds on other CPUs too."""
+    from joblib.externals.loky import ProcessPoolExecutor
 
     from harness import numeric_env
 
+    with warnings.catch_warnings(), ProcessPoolExecutor(max_workers=n_jobs, env=numeric_env.canonical_env()) as ex:
+        # loky restarts a worker whose memory grew (pymatgen's caches) and says so; harmless
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
+        tag = ex.submit(numeric_env.tag).result()
+        return list(ex.map(fn, items)), tag
+
+
+def _versions(tag: str) -> dict:
+    import matminer
+    import pymatgen.core
+
     return {"matminer": matminer.__version__, "pymatgen": pymatgen.core.__version__, "numpy": np.__version__,
-            "numeric_env": numeric_env.tag()}
+            "numeric_env": tag}
 
 
-def write_reference(task, path: Path = REFERENCE, n_jobs: int = 2) -> None:
-    """Stock matminer on the structures of ``_pick`` (about 2 min of CPU), saved as the
-    reference of the equivalence test. Regenerate with
-    ``KSPACING_WRITE_STOCK_REFERENCE=1 make bench`` (modellib/tests/perf/test_bench_stock_reference.py)."""
+def write_reference(task, path: Path = REFERENCE, n_jobs: int = 2, computed: tuple | None = None) -> Path:
+    """Stock matminer on the structures ``_pick(task)`` selects, saved (compressed npz) as
+    the reference of the equivalence test: jids, structure keys, the stock rows, the
+    feature labels and the versions/numeric environment they were computed with.
+    ``computed``: ``in_pinned_env(sf.stock_featurize, atoms)`` already run on those
+    structures (the bench test passes its live rows); else computed here (~2.3 s each)."""
     import json
 
     from harness import atomic
@@ -77,47 +102,77 @@ def write_reference(task, path: Path = REFERENCE, n_jobs: int = 2) -> None:
 
     ids = _pick(task)
     atoms = [task.materials.loc[j, "atoms"] for j in ids]
-    stock = np.array(Parallel(n_jobs=n_jobs)(delayed(sf.stock_featurize)(a) for a in atoms))
+    rows, tag = computed if computed is not None else in_pinned_env(sf.stock_featurize, atoms, n_jobs)
+    stock = np.asarray(rows, dtype=np.float64)
+    assert stock.shape == (len(ids), sf.N_FEATURES)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, ids=np.array(ids), keys=np.array([structure_key(a) for a in atoms]), X=stock,
-                            versions=np.array(json.dumps(reference_versions(), sort_keys=True)))
+        np.savez_compressed(fh, jids=np.array(ids), structure_keys=np.array([structure_key(a) for a in atoms]),
+                            stock=stock, labels=np.array(sf.FEATURE_LABELS),
+                            versions=np.array(json.dumps(_versions(tag), sort_keys=True)))
+    return path
 
 
-def load_reference(task) -> tuple[list[str], np.ndarray]:
-    """(ids, stock rows) of the committed reference; skips, saying why, when it does not
-    describe this environment or this store."""
+def load_reference(task, path: Path = REFERENCE) -> dict:
+    """The committed stock reference: {"jids", "stock" (n, 273), "versions"}. Fails when the
+    file is missing or its columns are not this engine's; skips, saying why, when it was
+    computed with another matminer/pymatgen or describes structures this store lacks or
+    holds differently (never a vacuous pass)."""
     import json
+
+    import matminer
+    import pymatgen.core
 
     from modellib.features.frame_cache import structure_key
 
-    with np.load(REFERENCE, allow_pickle=False) as z:
-        ids, keys, X, versions = z["ids"].tolist(), z["keys"].tolist(), z["X"], json.loads(str(z["versions"]))
-    if versions != reference_versions():
-        pytest.skip(f"{REFERENCE.name} was computed with {versions}, here {reference_versions()}: regenerate it "
-                    "(KSPACING_WRITE_STOCK_REFERENCE=1 make bench)")
-    missing = [j for j in ids if j not in task.materials.index]
+    if not path.is_file():
+        pytest.fail(f"{path} is missing; {REGENERATE}")
+    with np.load(path, allow_pickle=False) as z:
+        ref = {"jids": z["jids"].tolist(), "keys": z["structure_keys"].tolist(), "stock": z["stock"],
+               "labels": z["labels"].tolist(), "versions": json.loads(str(z["versions"]))}
+    v = ref["versions"]
+    here = {"matminer": matminer.__version__, "pymatgen": pymatgen.core.__version__}
+    if {k: v.get(k) for k in here} != here:
+        pytest.skip(f"{path.name} holds stock matminer {v.get('matminer')} / pymatgen {v.get('pymatgen')}, "
+                    f"installed are {here['matminer']} / {here['pymatgen']}; {REGENERATE}")
+    assert ref["labels"] == sf.FEATURE_LABELS, f"{path.name} has other feature columns than the engine; {REGENERATE}"
+    missing = [j for j in ref["jids"] if j not in task.materials.index]
     if missing:
-        pytest.skip(f"{REFERENCE.name}: {len(missing)} of its structures are not in this store, e.g. {missing[0]}")
-    other = [j for j, k in zip(ids, keys) if structure_key(task.materials.loc[j, "atoms"]) != k]
+        pytest.skip(f"{path.name}: {len(missing)} of its {len(ref['jids'])} structures are not in the local store "
+                    f"(e.g. {missing[0]})")
+    other = [j for j, k in zip(ref["jids"], ref["keys"], strict=True) if structure_key(task.materials.loc[j, "atoms"]) != k]
     if other:
-        pytest.skip(f"{REFERENCE.name}: {len(other)} structures differ in this store, e.g. {other[0]}")
-    return ids, X
+        pytest.skip(f"{path.name}: {len(other)} of its structures differ in the local store (structure_key), "
+                    f"e.g. {other[0]}: the reference is of other data")
+    return ref
 
 
 def test_engine_equals_stock_matminer_on_real_structures(task):
-    """Our engine against stock matminer's numbers on ~55 real structures. Stock is not
-    rerun here (2.3 s a structure): its rows are the committed reference, which
-    modellib/tests/perf/test_bench_stock_reference.py (make bench) checks against stock live."""
-    ids, stock = load_reference(task)
+    """Our engine against stock matminer's rows of the committed reference (stock is not
+    rerun here: 2.3 s a structure; make bench checks the reference against stock live).
+    The engine runs in the reference's numeric environment: in this process when it has
+    it, else in pinned workers."""
+    from harness import numeric_env
+
+    ref = load_reference(task)
+    ids, stock, ref_tag = ref["jids"], ref["stock"], ref["versions"]["numeric_env"]
     assert len(ids) >= 50 and stock.shape == (len(ids), sf.N_FEATURES)
+    atoms = [task.materials.loc[j, "atoms"] for j in ids]
+    if numeric_env.tag() == ref_tag:
+        ours_all, tag = [sf.featurize_structure(a) for a in atoms], ref_tag
+    else:
+        ours_all, tag = in_pinned_env(sf.featurize_structure, atoms, n_jobs=1)  # ~1 s of work; a 2nd worker costs more to start
+    note = "" if tag == ref_tag else f" (reference computed in numeric env {ref_tag}, engine in {tag})"
     worst, paths = 0.0, {}
-    for jid, ref in zip(ids, stock, strict=True):
-        ours, path = sf.featurize_structure(task.materials.loc[jid, "atoms"])
+    for jid, ref_row, (ours, path) in zip(ids, stock, ours_all, strict=True):
         paths[path] = paths.get(path, 0) + 1
-        diff = _compare(ref, ours)
-        assert diff <= RTOL, f"{jid}: max diff {diff:.2e}"
+        try:
+            diff = _compare(ref_row, ours)
+        except AssertionError as err:
+            raise AssertionError(f"{jid}: NaN pattern differs from stock{note}: {err}") from None
+        assert diff <= RTOL, f"{jid}: max diff {diff:.2e}{note}"
         worst = max(worst, diff)
-    print(f"\n{len(ids)} structures, max diff {worst:.2e}, paths {paths}")
+    print(f"\n{len(ids)} structures, max diff {worst:.2e}, paths {paths}, numeric env {tag}")
     # the sample exercises every path, including stock's "No Voronoi neighbors found"
     assert {"fast", "exact", "voronoi-failed"} <= set(paths)
     assert "stock-fallback" not in paths
