@@ -45,27 +45,14 @@ from pathlib import Path
 import numpy as np
 
 from harness import atomic, paths
+from harness import group_bound as gb
 from harness.errors import HarnessError
 
 ALPHA = 0.1
 GROUP_ALPHA = 0.12  # per-group level for the L90 of issue 12 (every group ≥ 88 %), chosen on val
 GROUPINGS = ("metal", "size", "system")
-SMALL_CELL_MAX_ATOMS = 14  # median atoms per cell of the subset's train set
-METAL_THRESHOLD = 0.5
-
-
-def groups_of(n_atoms, spacegroups, p_metal, small_max_atoms: int = SMALL_CELL_MAX_ATOMS) -> list[dict]:
-    """One {grouping: label} per material, from its atom count, spglib space group number
-    and P(metal)."""
-    from harness.domain import crystal_system
-
-    out = []
-    for n, sg, p in zip(n_atoms, spacegroups, p_metal):
-        sg = int(sg) if sg is not None and np.isfinite(sg) else 0
-        out.append({"metal": "metal" if float(p) > METAL_THRESHOLD else "non-metal",
-                    "size": "small" if int(n) <= small_max_atoms else "large",
-                    "system": crystal_system(sg)})
-    return out
+# The labels are the core's (harness.group_bound): the leaderboard and predict use the same ones.
+SMALL_CELL_MAX_ATOMS, METAL_THRESHOLD, groups_of = gb.SMALL_CELL_MAX_ATOMS, gb.METAL_THRESHOLD, gb.groups_of
 
 
 def label(group: dict, grouping: str):
