@@ -75,7 +75,8 @@ def test_unknown_labels_and_impossible_levels_are_refused(recip_pool):
 
 def test_committed_kspace_gbm_predictions_give_the_reported_numbers():
     """Calibrated on kspace_gbm's val continuous predictions, measured on test: the table
-    of the README (test coverage 90.7 %, worst group cubic 87.6 %, 1,197 k-points)."""
+    of the README and results/lco/group_bound.md (test coverage 90.6 %, worst group cubic 88.4 %,
+    1,220 k-points)."""
     from harness.submission import read_csv_zip
 
     sub = bm.load(bm.SUBSET, ROOT / "benchmarks")
@@ -95,7 +96,7 @@ def test_committed_kspace_gbm_predictions_give_the_reported_numbers():
         for v in np.unique(lab[:, j]):
             m = lab[:, j] == v
             if m.sum() >= 30:
-                assert np.mean(y[m] <= L[m]) >= 0.87, (G, v)
+                assert np.mean(y[m] <= L[m]) >= 0.88, (G, v)
     plain = conformal.upper_bound(d["test"][1], conformal.conformal_offset(d["val"][0], d["val"][1]))
     metal = lab[:, 0] == "metal"
     assert np.mean(y[metal] <= L[metal]) > np.mean(y[metal] <= plain[metal]) + 0.05

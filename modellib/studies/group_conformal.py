@@ -167,15 +167,19 @@ def evaluate(y, L, groups, recip) -> dict:
             "per_group": per, "kpoints": float(kpoint_count(recip, L).mean())}
 
 
+def random_halves(n: int, n_rep: int, seed: int = 0):
+    """``n_rep`` random splits of range(n) into a calibration half and a measured half."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_rep):
+        perm = rng.permutation(n)
+        yield perm[: n // 2], perm[n // 2:]
+
+
 def halvings(y, p, groups, recip, method, n_rep: int = 200, seed: int = 0) -> dict:
     """Val only: calibrate on a random half, measure on the other; means over ``n_rep``."""
     groupings, score, alpha = METHODS[method]
-    rng = np.random.default_rng(seed)
-    n = len(y)
     res = []
-    for _ in range(n_rep):
-        perm = rng.permutation(n)
-        a, b = perm[: n // 2], perm[n // 2:]
+    for a, b in random_halves(len(y), n_rep, seed):
         off = group_offsets(y[a], p[a], [groups[i] for i in a], alpha, groupings, score)
         L = bound(p[b], [groups[i] for i in b], off)
         res.append(evaluate(y[b], L, [groups[i] for i in b], recip[b]))

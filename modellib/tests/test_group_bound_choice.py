@@ -1,0 +1,70 @@
+"""modellib.studies.group_bound_choice: the rule sees val only and picks the fewest
+k-points among admissible points; the committed study is current (its inputs are
+kspace_gbm's committed predictions, its choice is harness.group_bound's constants, its
+val row and its test figures recompute exactly)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harness import group_bound as gb
+from harness import paths, record
+from modellib.studies import group_bound_choice as gbc
+
+STUDY = paths.REPO_ROOT / "results" / "lco" / "group_bound.json"
+
+
+def _row(cov, worst, k):
+    return {"point": {}, "val": {"coverage": cov, "worst_coverage": worst, "kpoints": k}}
+
+
+def test_rule_takes_the_cheapest_admissible_point_else_the_best_worst_group():
+    rows = [_row(0.90, 0.895, 1100), _row(0.90, 0.885, 900), _row(0.92, 0.93, 800), _row(0.905, 0.90, 1050)]
+    assert gbc.choose(rows) == 3  # 1 misses a group, 2 over-covers overall
+    assert gbc.choose([_row(0.88, 0.85, 700), _row(0.95, 0.87, 900)]) == 1
+
+
+@pytest.fixture(scope="module")
+def study():
+    if not STUDY.is_file():
+        pytest.fail(f"{STUDY}: missing (run `python -m modellib.studies.group_bound_choice`)")
+    return json.loads(STUDY.read_text())
+
+
+@pytest.fixture(scope="module")
+def data():
+    return gbc.inputs()
+
+
+def test_committed_study_is_current(study, data):
+    rec = record.read(paths.REPO_ROOT / "results" / gbc.MODEL / study["benchmark"] / record.RECORD_FILE)
+    assert study["inputs_sha256"] == {k: rec["sha256"][k] for k in ("val_continuous", "test_continuous")}
+    assert study["chosen"] == {**gb.HYPER, "slack": gb.GROUP_SLACK}, "harness.group_bound's constants are not the study's choice"
+    assert study["grid"] == {k: list(v) for k, v in gbc.GRID.items()}
+    chosen = [r for r in study["rows"] if r["point"] == study["chosen"]]
+    assert len(chosen) == 1 and gbc.admissible(chosen[0]["val"])
+    # The chosen val row recomputes (same halvings), and the test figures come from the core's own fit/bound.
+    again = gbc.halvings(data["val"], study["chosen"], study["n_rep"])
+    assert again["kpoints"] == pytest.approx(chosen[0]["val"]["kpoints"], rel=1e-12)
+    assert again["worst_coverage"] == pytest.approx(chosen[0]["val"]["worst_coverage"], abs=1e-12)
+    v, t = data["val"], data["test"]
+    L = gb.bound(t["yhat"], t["recip"], t["lab"], gb.fit(v["y"], v["yhat"], v["recip"], v["lab"], alpha=gbc.ALPHA))
+    got = gbc.measure(t["y"], L, t["recip"], t["lab"])
+    for key in ("coverage", "worst_coverage", "kpoints"):
+        assert got[key] == pytest.approx(study["test"][key], rel=1e-12), key
+
+
+def test_bootstrap_brackets_the_point_estimate(data):
+    v, t = data["val"], data["test"]
+    L = gb.bound(t["yhat"], t["recip"], t["lab"], gb.fit(v["y"], v["yhat"], v["recip"], v["lab"], alpha=gbc.ALPHA))
+    m = gbc.measure(t["y"], L, t["recip"], t["lab"])
+    b = gbc.bootstrap(t["y"], L, t["recip"], t["lab"], n_boot=200)
+    assert b["coverage"][0] < m["coverage"] < b["coverage"][1]
+    assert b["kpoints"][0] < m["kpoints"] < b["kpoints"][1]
+    assert 0.0 <= b["every_group_at_floor"] <= 1.0
+    # A bound that covers everything meets the floor in every resample.
+    top = np.full(len(L), gb.LENGTHS[-1])
+    assert gbc.bootstrap(t["y"], top, t["recip"], t["lab"], n_boot=20)["every_group_at_floor"] == 1.0
