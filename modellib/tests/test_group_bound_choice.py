@@ -68,3 +68,14 @@ def test_bootstrap_brackets_the_point_estimate(data):
     # A bound that covers everything meets the floor in every resample.
     top = np.full(len(L), gb.LENGTHS[-1])
     assert gbc.bootstrap(t["y"], top, t["recip"], t["lab"], n_boot=20)["every_group_at_floor"] == 1.0
+
+
+def test_study_files_are_the_same_with_any_n_jobs(tmp_path, monkeypatch):
+    monkeypatch.setattr(gbc, "GRID", {"scale": (3.0, 4.0), "power": (0.2,), "metal_scale": (1.5,), "slack": (0.01,)})
+    for n_jobs in (1, 2):
+        assert gbc.main(["--n-rep", "2", "--n-jobs", str(n_jobs), "--out", str(tmp_path / str(n_jobs))]) == 0
+    for name in ("group_bound.md", "group_bound.json"):
+        one, two = ((tmp_path / d / name).read_text() for d in ("1", "2"))
+        assert one == two.replace(f"--n-jobs 2 --out {tmp_path / '2'}", f"--n-jobs 1 --out {tmp_path / '1'}"), name
+    res = json.loads((tmp_path / "1" / "group_bound.json").read_text())
+    assert len(res["rows"]) == 2 and res["chosen"] in [r["point"] for r in res["rows"]]
