@@ -13,6 +13,15 @@ its compiled baseline, one fixed OpenBLAS kernel and single-threaded BLAS: the k
 are then the same on every x86-64 machine (aarch64 has one set anyway). The features
 are also rounded (modellib/features/robust.py) for what no variable reaches (libm,
 qhull). Slower BLAS does not matter here: featurization is per structure and small.
+
+torch dispatches too: its ATen kernels (AVX2 or AVX-512), MKL's GEMM (one code path per
+CPU generation) and oneDNN. CrabNet trained with the native kernels gave test MAE 6.556
+on one x86-64 machine and 6.670 on another (crabnet_eform_finetune_all; its Matbench
+pretraining 0.1385 against 0.1380 eV/atom). Model processes therefore also pin torch to
+the AVX2 paths (ATEN_CPU_CAPABILITY, MKL's conditional numerical reproducibility
+MKL_CBWR, DNNL_MAX_CPU_ISA): the same on every CPU with AVX2 (x86-64-v3, every server
+since 2013), about 25 % slower than AVX-512 on a small transformer here. A CPU without
+AVX2 falls back to lower paths, which the run record shows (``torch_cpu_capability``).
 """
 
 from __future__ import annotations
@@ -30,11 +39,24 @@ DISPATCH_TARGETS = ("X86_V3", "X86_V4", "AVX512_ICL", "AVX512_SPR", "AVX2", "FMA
                     "SVE")
 
 
+# torch's code paths on x86-64 (see the module docstring).
+TORCH_PIN = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "DNNL_MAX_CPU_ISA": "AVX2"}
+
+
 def canonical_env() -> dict[str, str]:
     env = {"OPENBLAS_NUM_THREADS": "1", "NPY_DISABLE_CPU_FEATURES": " ".join(DISPATCH_TARGETS)}
     if platform.machine() in ("x86_64", "AMD64"):
         env["OPENBLAS_CORETYPE"] = OPENBLAS_KERNEL
+        env.update(TORCH_PIN)
     return env
+
+
+def torch_tag() -> str:
+    """torch's kernels in this process, part of the CrabNet checkpoint keys: a checkpoint
+    trained under other kernels is never reused."""
+    import torch
+
+    return f"{torch.backends.cpu.get_cpu_capability()}|mkl_cbwr={os.environ.get('MKL_CBWR', '')}"
 
 
 def apply() -> bool:
@@ -54,8 +76,11 @@ def describe() -> dict:
         from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
     except ImportError:
         from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    return {"numpy_dispatch": [f for f in __cpu_dispatch__ if __cpu_features__.get(f)],  # [] when pinned
-            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""), "numpy": np.__version__}
+    out = {"numpy_dispatch": [f for f in __cpu_dispatch__ if __cpu_features__.get(f)],  # [] when pinned
+           "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""), "numpy": np.__version__}
+    if "torch" in sys.modules:  # only models that use torch record (and depend on) its kernels
+        out["torch_cpu_capability"] = torch_tag()
+    return out
 
 
 def tag() -> str:

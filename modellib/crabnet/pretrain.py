@@ -132,9 +132,11 @@ def default_root(model_cache_dir: Path | None) -> Path:
 
 
 def checkpoint_key(source: str, data: SourceData, profile: Profile, seed: int) -> str:
+    from harness.numeric_env import torch_tag
+
     keyed = {
         "source": source, "data": data.fingerprint, "seed": seed, "crabnet": CRABNET_VERSION,
-        "version": PRETRAIN_VERSION,
+        "version": PRETRAIN_VERSION, "torch_kernels": torch_tag(),
         "profile": {k: v for k, v in profile.as_dict().items() if k in (
             "d_model", "N", "heads", "dim_feedforward", "out_hidden", "batch_size", "epochs_step",
             "patience", "pretrain_epochs", "pretrain_max_train", "pretrain_max_val", "dropout")},
