@@ -186,11 +186,18 @@ def fit(y_cal, yhat_cal, recip_cal, groups_cal, alpha: float = 0.1, hyper: dict 
         raise HarnessError(f"per-group bound: unknown group label(s) {', '.join(unknown)}")
     K, F, ok = _family(yhat_cal, recip_cal, lab, hp)
     s = scores(y_cal, K, F, ok)
+    return {"method": METHOD, "alpha": float(alpha), "level": tau, "hyper": hp, "thresholds": thresholds(s, lab, tau),
+            "n": int(len(s))}
+
+
+def thresholds(s, lab: np.ndarray, tau: float) -> dict[str, float]:
+    """The Λ threshold of every metal|size|system cell from calibration scores ``s`` and
+    their (n, 3) labels (a material's score does not depend on the calibration set, so a
+    study re-splitting val reuses the scores and calls only this)."""
     pos = s[(s > 0) & np.isfinite(s)]
     unit = float(np.median(pos)) if len(pos) else 1.0  # the QR is scale-equivariant: condition the LP
     X = _design(lab)
-    thr = {"|".join(c): _qr_threshold(X, s / unit, tau, _design(np.array([c]))[0]) * unit for c in cells()}
-    return {"method": METHOD, "alpha": float(alpha), "level": tau, "hyper": hp, "thresholds": thr, "n": int(len(s))}
+    return {"|".join(c): _qr_threshold(X, s / unit, tau, _design(np.array([c]))[0]) * unit for c in cells()}
 
 
 def bound(yhat, recip, groups, params: dict) -> np.ndarray:

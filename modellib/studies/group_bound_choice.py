@@ -82,15 +82,6 @@ def measure(y, L, recip, lab) -> dict:
             "kpoints": float(kpoint_count(recip, L).mean())}
 
 
-def _thresholds(s, lab, tau) -> dict:
-    """gb.fit's thresholds from precomputed scores (the scores of a material do not depend
-    on the calibration set, so a halving only re-solves the quantile regressions)."""
-    pos = s[(s > 0) & np.isfinite(s)]
-    unit = float(np.median(pos)) if len(pos) else 1.0
-    X = gb._design(lab)
-    return {"|".join(c): gb._qr_threshold(X, s / unit, tau, gb._design(np.array([c]))[0]) * unit for c in gb.cells()}
-
-
 def halvings(val: dict, point: dict, n_rep: int = N_REP, seed: int = SEED) -> dict:
     """Mean val coverage, per-group coverage and k-points over ``n_rep`` random halvings."""
     hp = {k: point[k] for k in gb.HYPER}
@@ -100,7 +91,7 @@ def halvings(val: dict, point: dict, n_rep: int = N_REP, seed: int = SEED) -> di
     keys = ["|".join(r) for r in val["lab"]]
     got = []
     for a, b in random_halves(len(s), n_rep, seed):
-        thr = _thresholds(s[a], val["lab"][a], tau)
+        thr = gb.thresholds(s[a], val["lab"][a], tau)
         lam = np.array([thr[keys[i]] for i in b])
         L = gb._lengths_at(lam, K[b], F[b], ok[b])
         got.append(measure(val["y"][b], L, val["recip"][b], val["lab"][b]))
