@@ -178,11 +178,7 @@ def cmd_run_model(args) -> int:
     try:
         folder = registry.read_folder(_models_dir(args) / args.name)
         bench = bm.load(args.benchmark, paths.benchmarks_dir())
-        materials, prov = _load_store(_data_dir(args))
-        problem = bench.store_problem(materials.index, prov["sha256"])
-        if problem:
-            raise HarnessError(problem)
-        task = Task(bench, materials, prov)
+        task = Task.load(bench, _data_dir(args))
     except HarnessError as err:
         return report(Outcome(args.name, False, str(err)))
     cache = paths.cache_dir()

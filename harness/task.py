@@ -26,6 +26,20 @@ class Task:
             raise HarnessError(f"{self.provenance.get('file')}: no structure for {len(missing)} id(s) of "
                                f"{self.benchmark.name}, e.g. {missing[0]}")
 
+    @classmethod
+    def load(cls, benchmark: Benchmark, data_dir=None, cache_dir=None) -> "Task":
+        """``benchmark`` joined to the structure store in ``data_dir`` (default: the
+        configured store); a HarnessError when the store lacks ids or is another file."""
+        from harness import data, paths
+        from harness.freeze import DATASET
+
+        materials, prov = data.load_materials(DATASET, data_dir if data_dir is not None else paths.default_data_dir(),
+                                              cache_dir if cache_dir is not None else paths.cache_dir())
+        problem = benchmark.store_problem(materials.index, prov["sha256"])
+        if problem:
+            raise HarnessError(problem)
+        return cls(benchmark, materials, prov)
+
     def ids(self, split: str) -> list[str]:
         return self.benchmark.ids[split]
 

@@ -19,9 +19,9 @@ def main(argv=None) -> int:
     import sys
 
     from harness import benchmark as bm
-    from harness import data, paths
+    from harness import paths
+    from harness.task import Task
     from modellib.features.metallicity import fitted_metallicity
-    from harness.freeze import DATASET
 
     ap = argparse.ArgumentParser(prog="python -m modellib.studies.domain_profile", description=main.__doc__.split("\n\n")[0])
     ap.add_argument("--benchmark", default=bm.SUBSET)
@@ -29,11 +29,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     try:
         bench = bm.load(a.benchmark, paths.benchmarks_dir())
-        materials, prov = data.load_materials(DATASET, paths.default_data_dir(), paths.cache_dir())
-        problem = bench.store_problem(materials.index, prov["sha256"])
-        if problem:
-            raise HarnessError(problem)
-        X = materials.loc[bench.ids["train"]]
+        X = Task.load(bench).X("train")
         print(f"[domain] {bench.name}: {len(X):,} training structures; metallicity model ...", flush=True)
         p_metal = fitted_metallicity(paths.cache_dir(), n_jobs=1).predict_proba_metal(list(X["formula"]))
         print("[domain] profile (composition statistics, space groups, vacuum gaps) ...", flush=True)

@@ -84,16 +84,10 @@ def log(msg: str) -> None:
 def load_store(data_dir=None, cache_dir=None):
     """(Benchmark, materials) of the offline subset benchmark."""
     from harness import benchmark as bm
-    from harness import data
-    from harness.freeze import DATASET
+    from harness.task import Task
 
-    bench = bm.load(bm.SUBSET, paths.benchmarks_dir())
-    materials, prov = data.load_materials(DATASET, data_dir if data_dir is not None else paths.default_data_dir(),
-                                          cache_dir if cache_dir is not None else paths.cache_dir())
-    problem = bench.store_problem(materials.index, prov["sha256"])
-    if problem:
-        raise HarnessError(problem)
-    return bench, materials
+    task = Task.load(bm.load(bm.SUBSET, paths.benchmarks_dir()), data_dir, cache_dir)
+    return task.benchmark, task.materials
 
 
 def features(materials: pd.DataFrame, ids: list[str], cache_dir, metallicity) -> pd.DataFrame:

@@ -60,7 +60,9 @@ def round5(p):
 
 def main() -> None:
     t_start = time.time()
-    task = Task.load(paths.default_data_dir(), paths.cache_dir())
+    from harness import benchmark as bm
+
+    task = Task.load(bm.load(bm.SUBSET, paths.benchmarks_dir()))
     cache = paths.cache_dir()
     module = read_folder(ROOT / "models" / "kspace_gbm").load_module()
     met = fitted_metallicity(cache, n_jobs=1)
