@@ -14,14 +14,21 @@ are then the same on every x86-64 machine (aarch64 has one set anyway). The feat
 are also rounded (modellib/features/robust.py) for what no variable reaches (libm,
 qhull). Slower BLAS does not matter here: featurization is per structure and small.
 
-torch dispatches too: its ATen kernels (AVX2 or AVX-512), MKL's GEMM (one code path per
-CPU generation) and oneDNN. CrabNet trained with the native kernels gave test MAE 6.556
-on one x86-64 machine and 6.670 on another (crabnet_eform_finetune_all; its Matbench
-pretraining 0.1385 against 0.1380 eV/atom). Model processes therefore also pin torch to
-the AVX2 paths (ATEN_CPU_CAPABILITY, MKL's conditional numerical reproducibility
-MKL_CBWR, DNNL_MAX_CPU_ISA): the same on every CPU with AVX2 (x86-64-v3, every server
-since 2013), about 25 % slower than AVX-512 on a small transformer here. A CPU without
-AVX2 falls back to lower paths, which the run record shows (``torch_cpu_capability``).
+torch dispatches too: its ATen kernels (AVX2 or AVX-512) and MKL's GEMM (one code path per
+CPU generation and vendor). CrabNet trained with the native kernels gave test MAE 6.556
+on one x86-64 machine and 6.670 on another (crabnet_eform_finetune_all). Model processes
+therefore pin ATen to its AVX2 kernels (ATEN_CPU_CAPABILITY: the same machine code on
+every x86-64-v3 CPU, Intel or AMD) and MKL to its COMPATIBLE branch of conditional
+numerical reproducibility (MKL_CBWR). An AVX2 branch was tried first and is not enough:
+MKL offers branches other than AUTO and COMPATIBLE on Intel CPUs only and silently uses
+AUTO elsewhere (oneMKL developer guide, "Specifying Code Branches"); crabnet_composition
+trained under it on an AVX-512 Xeon (6.6404) and retrained on an AMD EPYC gave 6.6837,
+every prediction changed. COMPATIBLE is SSE2 without the approximate rcpps/rsqrtps
+instructions, with fixed blocking: the documented way to get the same bits on Intel and
+AMD. It costs: GEMM about 3x, a small transformer's training step 2.6x slower here.
+DNNL_MAX_CPU_ISA caps oneDNN, which CrabNet's ops do not reach (ONEDNN_VERBOSE is silent).
+A CPU without AVX2 falls back to lower ATen paths, which the run record shows
+(``torch_cpu_capability``).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ DISPATCH_TARGETS = ("X86_V3", "X86_V4", "AVX512_ICL", "AVX512_SPR", "AVX2", "FMA
 
 
 # torch's code paths on x86-64 (see the module docstring).
-TORCH_PIN = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "DNNL_MAX_CPU_ISA": "AVX2"}
+TORCH_PIN = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE,STRICT", "DNNL_MAX_CPU_ISA": "AVX2"}
 
 
 def canonical_env() -> dict[str, str]:
