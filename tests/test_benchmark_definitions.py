@@ -59,11 +59,20 @@ def test_subset_is_inside_the_official_split_with_the_same_truth(defs):
 
 
 def test_subset_lattice_equals_jarvis_reciprocal_lengths(defs, task):
-    from harness.kpoints import reciprocal_lengths
+    """The frozen |b_i| are jarvis' own to the last bits and give jarvis' meshes. Not bit
+    for bit: jarvis' norm is a BLAS dot, whose rounding is the CPU's (the file was frozen
+    on an Intel Xeon; an AMD EPYC differs by 1 ulp in 40 of 300 cells, none of them in a mesh)."""
+    import numpy as np
+
+    from harness.kpoints import GRID, mesh, reciprocal_lengths
 
     sub = defs[bm.SUBSET]
-    for i in sub.ids["test"][:50]:
-        assert list(sub.recip[i]) == reciprocal_lengths(task.materials.at[i, "atoms"].lattice_mat)
+    ids = sub.ids["test"][:300]
+    frozen = np.array([sub.recip[i] for i in ids])
+    here = np.array([reciprocal_lengths(task.materials.at[i, "atoms"].lattice_mat) for i in ids])
+    assert np.allclose(frozen, here, rtol=4 * np.finfo(float).eps, atol=0)
+    for L in np.arange(GRID, 205.0, GRID):
+        assert np.array_equal(mesh(frozen, np.full(len(ids), L)), mesh(here, np.full(len(ids), L))), L
 
 
 def _copy_root(tmp_path):

@@ -108,7 +108,9 @@ def test_lattice_csv_round_trips_and_rewriting_it_leaves_the_file_untouched(task
     assert bm.write(tmp_path, "t_small", files) == "written"
     small = bm.load("t_small", tmp_path)
     assert {i: list(b) for i, b in small.recip.items()} == recip
-    assert all(list(task.benchmark.recip[i]) == recip[i] for i in recip)  # the committed file holds the same numbers
+    # the committed file holds the same numbers, to the CPU's rounding of jarvis' BLAS norm
+    # (tests/test_benchmark_definitions.py checks that no mesh depends on it)
+    assert all(np.allclose(task.benchmark.recip[i], recip[i], rtol=4 * np.finfo(float).eps, atol=0) for i in recip)
     lat = tmp_path / "t_small" / bm.LATTICE_FILE
     before = lat.stat().st_mtime_ns
     assert bm.write(tmp_path, "t_small", files) == "unchanged"
