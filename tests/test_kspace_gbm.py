@@ -1,6 +1,7 @@
 """kspace_gbm end to end on a small real slice: learns, is deterministic, snaps to
 mesh-change lengths, pickles and predicts new structures."""
 
+import importlib.util
 import io
 
 import joblib
@@ -33,3 +34,56 @@ def test_kspace_gbm_small_slice(task, cache_root):
     joblib.dump(est, buf)
     buf.seek(0)
     assert np.array_equal(joblib.load(buf).predict(Xva.iloc[:20]), pred[:20])
+
+
+def _module():
+    return read_folder(MODELS_DIR / "kspace_gbm").load_module()
+
+
+def test_cost_weights_follow_the_kpoint_count(task):
+    """(K/median K)^γ of real training cells (K: k-points of the cell as JARVIS ran it, at
+    its converged length): median weight 1, heavier for more k-points, None at γ = 0."""
+    from harness.kpoints import kpoint_count
+
+    module = _module()
+    X, y = task.X("train").iloc[:400], task.y("train")[:400]
+    assert module.cost_weights(X["atoms"], y, 0.0) is None
+    w = module.cost_weights(X["atoms"], y, 0.25)
+    K = kpoint_count(np.array([reciprocal_lengths(a.lattice_mat) for a in X["atoms"]]), y)
+    assert np.isclose(np.median(w), 1.0, atol=0.05) and np.all(w > 0)
+    order = np.argsort(K, kind="stable")
+    assert np.all(np.diff(w[order]) >= 0) and w[order[-1]] > 2 * w[order[0]]
+    assert np.allclose(module.cost_weights(X["atoms"], y, 0.5), w ** 2)
+
+
+def test_cost_weight_rule_and_committed_study(task, tmp_path):
+    """The study's rule picks the fewest val k-points among admissible powers; the committed
+    study's choice is the model's default, and its chosen row's val MAE is the committed
+    run's (recomputed from the val continuous predictions)."""
+    import json
+
+    from harness import paths
+    from harness.submission import read_csv_zip
+
+    spec = importlib.util.spec_from_file_location("cost_weight", MODELS_DIR / "kspace_gbm" / "cost_weight.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    rows = [{"power": 0.0, "admissible": True, "val": {"kpoints": 1100}},
+            {"power": 0.25, "admissible": True, "val": {"kpoints": 1050}},
+            {"power": 0.5, "admissible": False, "val": {"kpoints": 900}}]
+    assert study.pick(rows) == 1
+    assert study.pick([{**r, "admissible": False} for r in rows]) == 0
+    res = json.loads((paths.REPO_ROOT / "results" / "kspace_gbm" / "cost_weight.json").read_text())
+    assert res["chosen"] == _module().COST_WEIGHT == _module().KSpaceGBM().cost_weight
+    assert res["powers"] == list(study.POWERS) and res["benchmark"] == task.benchmark.name
+    [row] = [r for r in res["rows"] if r["power"] == res["chosen"]]
+    assert row["admissible"]
+    rows_csv = read_csv_zip(paths.REPO_ROOT / "results" / "kspace_gbm" / task.benchmark.name / "val_continuous.csv.zip")
+    pred = dict(zip(rows_csv.ids, rows_csv.predictions))
+    yhat = np.array([pred[i] for i in task.ids("val")])
+    assert abs(np.mean(np.abs(yhat - task.y("val"))) - row["mae"]) < 1e-6
+    # The committed markdown is the one its json gives.
+    (tmp_path / "cost_weight.json").write_text(json.dumps(res))
+    assert study.main(["--markdown-only", "--out", str(tmp_path)]) == 0
+    committed = paths.REPO_ROOT / "results" / "kspace_gbm" / "cost_weight.md"
+    assert (tmp_path / "cost_weight.md").read_text() == committed.read_text(), "rerun --markdown-only"

@@ -46,25 +46,29 @@ MIN_GROUP_VAL = 0.89  # every group's mean val coverage (the issue's 88 % plus 1
 ISSUE_GROUP_FLOOR = 0.88
 
 
+def split_inputs(b) -> dict:
+    """y, reciprocal lengths and group labels of val and test of benchmark ``b``."""
+    groups = gb.read_groups(paths.results_dir().parent / gb.GROUPS_FILE.format(benchmark=b.name),
+                            {s: b.ids[s] for s in ("val", "test")})
+    if groups is None:
+        raise HarnessError(f"{gb.GROUPS_FILE.format(benchmark=b.name)}: missing (run `python -m modellib.studies.group_conformal`)")
+    return {s: {"y": b.y(s), "recip": np.array([b.recip[i] for i in b.ids[s]]),
+                "lab": np.array([groups[s][G] for G in gb.GROUPINGS]).T} for s in ("val", "test")}
+
+
 def inputs(model: str = MODEL) -> dict:
     """y, ŷ (continuous), reciprocal lengths and group labels of val and test, from the
     committed files of ``model`` on the subset benchmark."""
-    from harness import benchmark as bm, leaderboard, record
+    from harness import benchmark as bm, leaderboard
 
     b = bm.load(bm.SUBSET, paths.benchmarks_dir())
     test_file = paths.submissions_dir() / model / b.submission_filename
     rec, files = leaderboard.checked_record(paths.results_dir(), model, b, test_file)
     if "val_continuous" not in files:
         raise HarnessError(f"{paths.results_dir() / model}: no continuous predictions (the bound is calibrated on them)")
-    groups = gb.read_groups(paths.results_dir().parent / gb.GROUPS_FILE.format(benchmark=b.name),
-                            {s: b.ids[s] for s in ("val", "test")})
-    if groups is None:
-        raise HarnessError(f"{gb.GROUPS_FILE.format(benchmark=b.name)}: missing (run `python -m modellib.studies.group_conformal`)")
     out = {"benchmark": b.name, "sha256": {k: rec["sha256"][k] for k in ("val_continuous", "test_continuous")}}
-    for s in ("val", "test"):
-        out[s] = {"y": b.y(s), "yhat": leaderboard._on(files[f"{s}_continuous"], b.ids[s], b.ids[s]),
-                  "recip": np.array([b.recip[i] for i in b.ids[s]]),
-                  "lab": np.array([groups[s][G] for G in gb.GROUPINGS]).T}
+    for s, d in split_inputs(b).items():
+        out[s] = {**d, "yhat": leaderboard._on(files[f"{s}_continuous"], b.ids[s], b.ids[s])}
     return out
 
 
@@ -141,18 +145,22 @@ def grid_points() -> list[dict]:
     return [dict(zip(GRID, v)) for v in itertools.product(*GRID.values())]
 
 
-def run(n_rep: int = N_REP, n_jobs: int = 2, model: str = MODEL) -> dict:
+def grid(val: dict, n_rep: int = N_REP, n_jobs: int = 2) -> list[dict]:
+    """{point, val} for every grid point: its val halvings (any n_jobs, same numbers)."""
     from joblib import Parallel, delayed
-
     from tqdm import tqdm
 
+    points = grid_points()
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(halvings)(val, p, n_rep) for p in points)
+    vals = list(tqdm(jobs, total=len(points), desc="group_bound grid", unit="point", file=sys.stderr))
+    return [{"point": p, "val": v} for p, v in zip(points, vals)]
+
+
+def run(n_rep: int = N_REP, n_jobs: int = 2, model: str = MODEL) -> dict:
     from harness import conformal
 
     data = inputs(model)
-    points = grid_points()
-    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(halvings)(data["val"], p, n_rep) for p in points)
-    vals = list(tqdm(jobs, total=len(points), desc="group_bound grid", unit="point", file=sys.stderr))
-    rows = [{"point": p, "val": v} for p, v in zip(points, vals)]
+    rows = grid(data["val"], n_rep, n_jobs)
     k = choose(rows)
     chosen = rows[k]["point"]
     hp = {key: chosen[key] for key in gb.HYPER}

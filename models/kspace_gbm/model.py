@@ -8,6 +8,12 @@ an external-data metallicity estimate.
   MP/OQMD/AFLOW look-ups of the reduced formula).
 * Target: log L; LightGBM with the Huber loss (delta 0.15 in log units, i.e. robust
   beyond ~15 % relative error), one booster per seed, predictions averaged in log space.
+* Cost weights: each training material weighs (K/median K)^cost_weight, K the k-point
+  count of its cell at its converged length. A safe length's price is k-points, and the
+  top 10 % of materials (small metallic cells, K ∝ L³) carry over half of them; the plain loss
+  treats a 5 Å miss on MgO like one on a 20-atom silicate. cost_weight was chosen on val
+  by the per-group bound's own rule (models/kspace_gbm/cost_weight.py →
+  results/kspace_gbm/cost_weight.md).
 * Output: snapped to the nearest grid length (multiple of 5) at which JARVIS' k-mesh
   n_i = max(1, int(L*|b_i| + 0.5)) changes: the convergence loop only ever lands there,
   and the target is discrete, so snapping lowers the MAE (see results/kspace_gbm/ablation.md).
@@ -43,10 +49,26 @@ def snap_to_mesh_changes(pred, atoms_list, lo: int = 10, hi: int = 200) -> np.nd
     return out
 
 
+COST_WEIGHT = 0.25  # results/kspace_gbm/cost_weight.md (val only)
+
+
+def cost_weights(atoms_list, y, power: float) -> np.ndarray | None:
+    """(K/median K)^power, K = k-points of each training cell at its converged length
+    (None for power 0: unweighted). The reciprocal lengths are canonical (rounded) so that
+    a mesh sitting on a half-integer cannot flip between machines."""
+    if not power:
+        return None
+    from harness.kpoints import kpoint_count
+
+    recip = np.array([canonical(reciprocal_lengths(a.lattice_mat)) for a in atoms_list])
+    K = kpoint_count(recip, np.asarray(y, dtype=float)).astype(float)
+    return (K / np.median(K)) ** float(power)
+
+
 class KSpaceGBM(UserCacheDir, BaseEstimator, RegressorMixin):
     def __init__(self, cache_dir=None, n_seeds=5, n_estimators=3000, learning_rate=0.03, num_leaves=63,
                  min_child_samples=10, subsample=0.8, colsample_bytree=0.3, huber_delta=0.15,
-                 metallicity=True, metallicity_params=None, snap=True, random_state=0, n_jobs=2):
+                 metallicity=True, metallicity_params=None, snap=True, cost_weight=COST_WEIGHT, random_state=0, n_jobs=2):
         self.cache_dir = cache_dir
         self.n_seeds = n_seeds
         self.n_estimators = n_estimators
@@ -59,6 +81,7 @@ class KSpaceGBM(UserCacheDir, BaseEstimator, RegressorMixin):
         self.metallicity = metallicity
         self.metallicity_params = metallicity_params  # MetallicityModel params (None: its defaults)
         self.snap = snap
+        self.cost_weight = cost_weight
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -81,6 +104,7 @@ class KSpaceGBM(UserCacheDir, BaseEstimator, RegressorMixin):
         F = self._features(X)
         self.feature_names_ = list(F.columns)
         target = np.log(np.asarray(y, dtype=float))
+        weight = cost_weights(X["atoms"], y, self.cost_weight)
         self.boosters_ = []
         import sys
 
@@ -93,7 +117,7 @@ class KSpaceGBM(UserCacheDir, BaseEstimator, RegressorMixin):
                 min_child_samples=self.min_child_samples, subsample=self.subsample, subsample_freq=1,
                 colsample_bytree=self.colsample_bytree, random_state=self.random_state + k,
                 n_jobs=self.n_jobs, deterministic=True, force_row_wise=True, verbose=-1)
-            m.fit(F, target)
+            m.fit(F, target, sample_weight=weight)
             self.boosters_.append(m)
         return self
 
