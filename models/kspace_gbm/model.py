@@ -10,8 +10,8 @@ an external-data metallicity estimate.
   beyond ~15 % relative error), one booster per seed, predictions averaged in log space.
 * Cost weights: each training material weighs (K/median K)^cost_weight, K the k-point
   count of its cell at its converged length. A safe length's price is k-points, and the
-  top 10 % of materials (small metallic cells, K ∝ L³) carry over half of them; the plain loss
-  treats a 5 Å miss on MgO like one on a 20-atom silicate. cost_weight was chosen on val
+  top 10 % of materials (small metallic cells, K ∝ L³) carry over half of them, while the
+  plain loss weighs every material alike. cost_weight was chosen on val
   by the per-group bound's own rule (models/kspace_gbm/cost_weight.py →
   results/kspace_gbm/cost_weight.md).
 * Output: snapped to the nearest grid length (multiple of 5) at which JARVIS' k-mesh
