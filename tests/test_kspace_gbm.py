@@ -15,8 +15,12 @@ from harness.registry import read_folder
 SMALL_METALLICITY = {"n_estimators": 60, "max_depth": 6, "learning_rate": 0.2, "lookups": False, "max_formulas": 5000}
 
 
+def _module():
+    return read_folder(MODELS_DIR / "kspace_gbm").load_module()
+
+
 def test_kspace_gbm_small_slice(task, cache_root):
-    module = read_folder(MODELS_DIR / "kspace_gbm").load_module()
+    module = _module()
     ctx = ModelContext(cache_dir=cache_root / "models" / "kspace_gbm", seed=0, n_jobs=1, shared_cache_dir=cache_root)
     Xtr, ytr = task.X("train").iloc[:800], task.y("train")[:800]
     Xva, yva = task.X("val").iloc[:200], task.y("val")[:200]
@@ -34,10 +38,6 @@ def test_kspace_gbm_small_slice(task, cache_root):
     joblib.dump(est, buf)
     buf.seek(0)
     assert np.array_equal(joblib.load(buf).predict(Xva.iloc[:20]), pred[:20])
-
-
-def _module():
-    return read_folder(MODELS_DIR / "kspace_gbm").load_module()
 
 
 def test_cost_weights_follow_the_kpoint_count(task):
