@@ -21,7 +21,10 @@ one structure with it and returns a :class:`DomainReport` with these flags:
   ``rare_threshold`` training structures; ``unseen_spacegroup``: a space group of none;
 * ``low_dimensional``: a vacuum gap wider than the training maximum along one or two
   lattice vectors (2D / 1D); ``molecule``: ≥ 6 Å of vacuum along all three (0D). Gaps from
-  :func:`harness.structure_io.vacuum_gaps` (the one definition).
+  :func:`harness.structure_io.vacuum_gaps` (the one definition);
+* ``beyond_evidence``: neither O nor N while every training compound has one (the offline
+  store). Every leave-chemistry-out fold is a part of that store, so no measurement backs
+  the out-of-domain rule there: its coverage is unmeasured, and the output says so.
 
 ``in_domain`` is False when any flag other than ``likely_metal`` is raised; ``likely_metal``
 alone is a note, unless metals are rare in training (profile ``metal_fraction`` <
@@ -61,6 +64,15 @@ N_FRACTION_COLUMNS = 103  # composition_matrix: element fractions first, then th
 # leave-chemistry-out evaluation (`python -m modellib.studies.lco` -> results/lco/lco.json "rule";
 # tests/test_domain.py checks they agree).
 OOD_RULE = {"kind": "scale", "factor": 1.4, "factor_element": 1.0}
+# Likely metals beyond the evidence (ood_tier 3) also get at least this quantile of the
+# training metals' converged lengths (profile "target_quantiles_metal"): a model-free floor.
+# Why: on the elemental metals issue 12 quotes with JARVIS' own lengths (Pb 90, Be 90,
+# Cu 75, Li 75 Å), kspace_gbm predicts 40-50 Å and the scale rule gives 65-80 Å, covering
+# one of four; the model has never seen an O/N-free metal, so no factor on its prediction
+# can be measured. P99 (100 Å on the offline store) is what 99 % of the metals it did see
+# need; P95 (80 Å) would leave Pb and Be uncovered.
+BEYOND_EVIDENCE_METAL_QUANTILE = "p99"
+EVIDENCE_ELEMENTS = frozenset({"O", "N"})  # the offline store: every compound has one of these
 PROFILE_DIR = "domain"  # results/domain/<benchmark>.json: the profile of that benchmark's training set
 
 NONMETALS = frozenset("H He B C N O F Ne Si P S Cl Ar As Se Br Kr Te I Xe At Rn".split())
@@ -365,6 +377,16 @@ def check_many(atoms_list, formulas, profile: dict, p_metal=None, spacegroups=No
                 flags.append("low_dimensional")
                 det["low_dimensional_text"] = (f"{kind}: {max(gaps):.1f} Å empty gap along "
                                                f"{', '.join('abc'[i] for i in wide)} (training at most {limit:.1f} Å)")
+        if not set(els) & EVIDENCE_ELEMENTS and _training_always_has_evidence_element(profile):
+            flags.append("beyond_evidence")
+            det["beyond_evidence_text"] = (
+                f"no {' or '.join(sorted(EVIDENCE_ELEMENTS))}, unlike every training compound: no leave-chemistry-out "
+                "measurement covers this chemistry, so the safe length's coverage here is unmeasured"
+                + (f"; as a likely metal it gets at least the training metals' {BEYOND_EVIDENCE_METAL_QUANTILE} "
+                   f"length" if pm[k] > 0.5 else ""))
+            quantiles = profile.get("target_quantiles_metal") or profile.get("target_quantiles")  # None: no targets
+            if pm[k] > 0.5 and quantiles:
+                det["fallback_length"] = float(quantiles[BEYOND_EVIDENCE_METAL_QUANTILE])
         ood = [x for x in flags if x != "likely_metal"]
         if "likely_metal" in flags and profile["metal_fraction"] < METAL_MINORITY:
             ood.append("likely_metal")
@@ -385,10 +407,28 @@ def check(atoms, formula: str, profile: dict, p_metal: float | None = None) -> D
 ELEMENT_FLAGS = frozenset({"unseen_element", "rare_element"})
 
 
+def _training_always_has_evidence_element(profile: dict) -> bool:
+    """Whether every training formula of ``profile`` contains an element of EVIDENCE_ELEMENTS
+    (True for the offline O/N store, False for the full JARVIS release). Element symbols
+    by regular expression: pymatgen parsing of 9,277 formulas per call would cost a second."""
+    import re
+
+    key = profile.get("sha256") or profile_digest(profile)
+    if key not in _EVIDENCE_CACHE:
+        _EVIDENCE_CACHE[key] = all(set(re.findall(r"[A-Z][a-z]?", f)) & EVIDENCE_ELEMENTS for f in profile["formulas"])
+    return _EVIDENCE_CACHE[key]
+
+
+_EVIDENCE_CACHE: dict = {}
+
+
 def ood_tier(report: DomainReport) -> int:
     """0: in domain; 1: out of domain only by its elements (unseen or rare), and not
     likely a metal: chemistry next to the training set's; 2: anything else out of domain
-    (far composition, likely metal, unseen crystal system / space group, low-dimensional)."""
+    (far composition, likely metal, unseen crystal system / space group, low-dimensional);
+    3: beyond the evidence (``beyond_evidence``: chemistry no leave-chemistry-out fold held)."""
+    if "beyond_evidence" in report.flags:
+        return 3
     if report.in_domain:
         return 0
     if set(report.flags) - {"likely_metal"} <= ELEMENT_FLAGS and "likely_metal" not in report.flags:
@@ -404,7 +444,9 @@ def safe_length(yhat: float, q: float, report: DomainReport, profile: dict | Non
 
     * in domain: L90 = floor_5(ŷ + q);
     * out of domain: max(L90, floor_5(c·(ŷ + q))), c = ``rule["factor_element"]`` when only
-      the elements are new (:func:`ood_tier` 1), ``rule["factor"]`` otherwise (tier 2).
+      the elements are new (:func:`ood_tier` 1), ``rule["factor"]`` otherwise (tier 2);
+    * beyond the evidence (tier 3): as tier 2, and for likely metals at least the training
+      metals' BEYOND_EVIDENCE_METAL_QUANTILE length (the report's ``fallback_length``).
 
     ``rule`` defaults to :data:`OOD_RULE`, whose factors were chosen by the
     leave-chemistry-out evaluation (``python -m modellib.studies.lco``, results/lco/lco.md): the
@@ -422,7 +464,8 @@ def safe_length(yhat: float, q: float, report: DomainReport, profile: dict | Non
     if rule.get("kind") != "scale":
         raise HarnessError(f"safe_length: unknown rule {rule.get('kind')!r}")
     c = rule["factor_element"] if tier == 1 else rule["factor"]
-    return float(max(base, float(floor_to_grid(c * (float(yhat) + float(q))))))
+    fallback = float(report.details.get("fallback_length") or 0.0) if tier == 3 else 0.0
+    return float(max(base, float(floor_to_grid(c * (float(yhat) + float(q)))), fallback))
 
 
 # ------------------------------------------------------------------ the committed profile
