@@ -31,7 +31,6 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from harness import ModelContext
 from harness.kpoints import GRID
 from modellib.features.composition import composition_features
-from modellib.features.electrons import electron_features
 from modellib.features.metallicity import fitted_metallicity
 from modellib.features.physics import mesh_change_lengths, physics_features, reciprocal_lengths
 from modellib.features.frame_cache import UserCacheDir
@@ -51,7 +50,6 @@ def snap_to_mesh_changes(pred, atoms_list, lo: int = 10, hi: int = 200) -> np.nd
 
 
 COST_WEIGHT = 0.25  # results/kspace_gbm/cost_weight.md (val only)
-ELECTRONS = False  # electron-count features (modellib/features/electrons.py): results/kspace_gbm/electrons.md (val only)
 
 
 def cost_weights(atoms_list, y, power: float) -> np.ndarray | None:
@@ -70,8 +68,7 @@ def cost_weights(atoms_list, y, power: float) -> np.ndarray | None:
 class KSpaceGBM(UserCacheDir, BaseEstimator, RegressorMixin):
     def __init__(self, cache_dir=None, n_seeds=5, n_estimators=3000, learning_rate=0.03, num_leaves=63,
                  min_child_samples=10, subsample=0.8, colsample_bytree=0.3, huber_delta=0.15,
-                 metallicity=True, metallicity_params=None, snap=True, cost_weight=COST_WEIGHT, electrons=ELECTRONS,
-                 random_state=0, n_jobs=2):
+                 metallicity=True, metallicity_params=None, snap=True, cost_weight=COST_WEIGHT, random_state=0, n_jobs=2):
         self.cache_dir = cache_dir
         self.n_seeds = n_seeds
         self.n_estimators = n_estimators
@@ -85,7 +82,6 @@ class KSpaceGBM(UserCacheDir, BaseEstimator, RegressorMixin):
         self.metallicity_params = metallicity_params  # MetallicityModel params (None: its defaults)
         self.snap = snap
         self.cost_weight = cost_weight
-        self.electrons = electrons
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -94,8 +90,6 @@ class KSpaceGBM(UserCacheDir, BaseEstimator, RegressorMixin):
                  composition_features(list(X["formula"]), self._cache_dir()).reset_index(drop=True)]
         if self.metallicity:
             parts.append(self.metallicity_.transform(X["formula"]))
-        if self.electrons:
-            parts.append(electron_features(X["atoms"], self._cache_dir()))
         F = pd.concat(parts, axis=1)
         F.columns = [str(c) for c in F.columns]
         # Rounded (modellib/features/robust.py): a cosine that is 0.0 on one machine or file
