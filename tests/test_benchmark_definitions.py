@@ -152,3 +152,33 @@ def test_recording_the_lattice_later_is_the_one_allowed_change(tmp_path, defs):
     ids2 = {**ids, "test": ids["test"][:4]}
     with pytest.raises(HarnessError, match="never rewritten"):
         bm.write(root, "tiny", bm.definition_files("tiny", spec, ids2, sub.targets, None))
+
+
+def test_refreezing_on_another_cpu_keeps_the_frozen_lattice(tmp_path, defs):
+    """A refreeze whose |b_i| differ from the frozen ones by last-bit rounding (another
+    CPU's BLAS dot in jarvis' norm) is the same definition: `freeze` says unchanged and keeps
+    the frozen bits. A lattice that moves a mesh, or any other change, is still refused."""
+    import numpy as np
+
+    sub = defs[bm.SUBSET]
+    ids = {s: sub.ids[s][:40] for s in bm.SPLITS}
+    spec = {k: v for k, v in sub.spec.items() if k not in ("lattice", "ids_sha256", "sizes", "name")}
+    recip = {i: np.asarray(sub.recip[i], dtype=float) for i in ids["val"] + ids["test"]}
+    root = tmp_path / "benchmarks"
+    bm.write(root, "tiny", bm.definition_files("tiny", spec, ids, sub.targets, recip))
+    frozen = (root / "tiny" / bm.LATTICE_FILE).read_bytes()
+
+    def refreeze(change):
+        other = {i: change(k, b) for k, (i, b) in enumerate(recip.items())}
+        return bm.write(root, "tiny", bm.definition_files("tiny", spec, ids, sub.targets, other))
+
+    # one ulp up or down in every third cell, as an AMD EPYC recomputes an Intel Xeon's file
+    ulp = lambda k, b: np.nextafter(b, np.inf if k % 2 else 0.0) if k % 3 == 0 else b  # noqa: E731
+    assert refreeze(ulp).startswith("unchanged (lattice within rounding")
+    assert (root / "tiny" / bm.LATTICE_FILE).read_bytes() == frozen
+    assert bm.load("tiny", root).recip is not None  # still reads, hash checked
+    with pytest.raises(HarnessError, match="never rewritten"):  # 1e-3 relative: a real change of cell
+        refreeze(lambda k, b: b * (1 + 1e-3) if k == 0 else b)
+    with pytest.raises(HarnessError, match="never rewritten"):  # an edited target with the same lattice
+        edited = {**sub.targets, "test": {**sub.targets["test"], ids["test"][0]: 999.0}}
+        bm.write(root, "tiny", bm.definition_files("tiny", spec, ids, edited, {i: list(b) for i, b in recip.items()}))
