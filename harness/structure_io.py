@@ -546,8 +546,6 @@ def domain_flags(atoms, vpa: float, gaps, shortest: float | None) -> dict:
     new = sorted(elements - TRAIN_ELEMENTS)
     if new:
         flags["element_not_in_training"] = f"element(s) {', '.join(new)} absent from the training structures"
-    if not elements & {"O", "N"}:
-        flags["no_oxygen_or_nitrogen"] = "no O or N; every training structure (offline store) has one"
     return flags
 
 
