@@ -384,9 +384,9 @@ def check_many(atoms_list, formulas, profile: dict, p_metal=None, spacegroups=No
                 "measurement covers this chemistry, so the safe length's coverage here is unmeasured"
                 + (f"; as a likely metal it gets at least the training metals' {BEYOND_EVIDENCE_METAL_QUANTILE} "
                    f"length" if pm[k] > 0.5 else ""))
-            quantiles = profile.get("target_quantiles_metal") or profile.get("target_quantiles")  # None: no targets
-            if pm[k] > 0.5 and quantiles:
-                det["fallback_length"] = float(quantiles[BEYOND_EVIDENCE_METAL_QUANTILE])
+            floor = metal_floor(profile)
+            if pm[k] > 0.5 and floor is not None:
+                det["fallback_length"] = floor
         ood = [x for x in flags if x != "likely_metal"]
         if "likely_metal" in flags and profile["metal_fraction"] < METAL_MINORITY:
             ood.append("likely_metal")
@@ -405,6 +405,14 @@ def check(atoms, formula: str, profile: dict, p_metal: float | None = None) -> D
 # ------------------------------------------------------------------ bound
 
 ELEMENT_FLAGS = frozenset({"unseen_element", "rare_element"})
+
+
+def metal_floor(profile: dict) -> float | None:
+    """The least safe length of a likely metal beyond the evidence: the training metals'
+    BEYOND_EVIDENCE_METAL_QUANTILE length (all training compounds' when training has no
+    metal; None for a profile built without targets)."""
+    quantiles = profile.get("target_quantiles_metal") or profile.get("target_quantiles")
+    return float(quantiles[BEYOND_EVIDENCE_METAL_QUANTILE]) if quantiles else None
 
 
 def _training_always_has_evidence_element(profile: dict) -> bool:

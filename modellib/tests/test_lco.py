@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness import conformal
+from harness import conformal, domain
 from modellib.studies import lco
 from harness.kpoints import kpoint_count, reciprocal_lengths
 
@@ -65,6 +65,17 @@ def test_reported_numbers_are_recomputed(result, task):
         assert np.all(Lr >= L) and s["coverage_rule_nested"] == pytest.approx(np.mean(y <= Lr))
         assert np.array_equal(Lr[~f], L[~f])  # in-domain compounds keep L90
         assert s["n_tier_element"] + s["n_tier_other"] == s["n_flagged"]
+        # the metal floor of tier 3: the fold's training metals' quantile, from the targets here
+        train_y = np.array([task.benchmark.targets["train"][i] for i in it["train_ids"]])
+        m = it["metal"]
+        metal_train = domain.metal_rule(list(task.materials.loc[it["train_ids"], "formula"])) > 0.5  # metallicity=None
+        assert s["metal_floor"] == float(np.quantile(train_y[metal_train], 0.99, method="inverted_cdf"))
+        if m.any():
+            Lf = np.maximum(Lr, s["metal_floor"])
+            assert s["coverage_floor_metal"] == pytest.approx(np.mean(y[m] <= Lf[m]))
+            assert s["coverage_floor_metal"] >= s["coverage_rule_nested_metal"]
+            assert s["kpoints_floor_metal"] == pytest.approx(kpoint_count(R[m], Lf[m]).mean())
+    assert all(result["items"][s["fold"]]["metal"].any() for s in result["folds"])  # the floor was checked
 
 
 def test_alkali_held_out_are_all_flagged_unseen(result):
