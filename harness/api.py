@@ -441,6 +441,9 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
                 p.domain = rep.as_dict()
                 if rep.message():
                     p.flags["out_of_domain" if not rep.in_domain else "domain_note"] = rep.message()
+                if "beyond_evidence" in rep.flags:  # its own key, so the table's flag list shows it
+                    p.flags["coverage_unmeasured"] = ("no measurement backs a 90 % bound for this chemistry: the safe "
+                                                      "length is a conservative guess (harness.domain, tier 3)")
             if offset is not None:
                 # In domain: L90. Out of domain: the conservative bound of harness.domain
                 # (chosen by leave-chemistry-out evaluation, results/lco/lco.md).

@@ -380,8 +380,8 @@ def check_many(atoms_list, formulas, profile: dict, p_metal=None, spacegroups=No
         if not set(els) & EVIDENCE_ELEMENTS and _training_always_has_evidence_element(profile):
             flags.append("beyond_evidence")
             det["beyond_evidence_text"] = (
-                f"no {' or '.join(sorted(EVIDENCE_ELEMENTS))}, unlike every training compound: no leave-chemistry-out "
-                "measurement covers this chemistry, so the safe length's coverage here is unmeasured"
+                f"no {' or '.join(sorted(EVIDENCE_ELEMENTS))}, unlike every training compound: beyond every "
+                "leave-chemistry-out fold, so the safe length's coverage here is unmeasured"
                 + (f"; as a likely metal it gets at least the training metals' {BEYOND_EVIDENCE_METAL_QUANTILE} "
                    f"length" if pm[k] > 0.5 else ""))
             floor = metal_floor(profile)

@@ -234,5 +234,7 @@ def test_predict_warns_and_widens_the_bound_out_of_domain(task):
     assert p_ox.safe_length == float(conformal.upper_bound(30.0, q))
     assert not p_cu.domain["in_domain"] and "far_from_training" in p_cu.domain["flags"]
     assert "outside the training domain" in p_cu.flags["out_of_domain"]
+    assert "coverage_unmeasured" in p_cu.flags and "coverage_unmeasured" not in p_ox.flags  # Cu: no O or N
+    assert p_cu.safe_length >= p_cu.domain["details"]["fallback_length"] == 100.0  # Cu is a metal by the rule
     assert p_cu.safe_length == domain.safe_length(30.0, q, domain.DomainReport(**{
         k: p_cu.domain[k] for k in ("in_domain", "flags", "details")})) > float(conformal.upper_bound(30.0, q))
