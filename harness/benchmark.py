@@ -295,9 +295,9 @@ def write(root: Path, name: str, files: dict[str, bytes], overwrite: bool = Fals
         new = yaml.safe_load(files[SPEC_FILE])
         # The one allowed change: recording the lattice of a definition frozen without it
         # (the official split frozen offline, its lattice added where the full store exists).
-        adds_lattice = (old.get("ids_sha256") == new["ids_sha256"] and not old.get("lattice") and new.get("lattice")
-                        and all((folder / f"{s}.csv").read_bytes() == files[f"{s}.csv"] for s in SPLITS))
         same_ids = all((folder / f"{s}.csv").read_bytes() == files[f"{s}.csv"] for s in SPLITS)
+        adds_lattice = (old.get("ids_sha256") == new["ids_sha256"] and not old.get("lattice") and new.get("lattice")
+                        and same_ids)
         if not overwrite and same_ids and _same_lattice_up_to_rounding(folder, old, new, files):
             return "unchanged (lattice within rounding of this machine's, same meshes; the frozen bits are kept)"
         if not overwrite and not adds_lattice:
