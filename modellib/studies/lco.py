@@ -122,17 +122,17 @@ def reciprocal(bench, materials, ids) -> np.ndarray:
 
 
 def compound_info(materials, ids, F: pd.DataFrame, p_metal: np.ndarray) -> list[dict]:
-    from harness.domain import elements_of
-
     from pymatgen.core import Composition
+
+    from harness.domain import EVIDENCE_ELEMENTS
 
     cs = F["crystal_system"].to_numpy()
     out = []
     for k, i in enumerate(ids):
-        comp = Composition(materials.at[i, "formula"])
-        out.append({"elements": set(elements_of(materials.at[i, "formula"])),
+        comp = Composition(materials.at[i, "formula"])  # parsed once: elements and the O + N fraction
+        out.append({"elements": {str(e) for e in comp.elements},
                     "crystal_system": int(cs[k]) if np.isfinite(cs[k]) else 0, "p_metal": float(p_metal[k]),
-                    "anion_fraction": comp.get_atomic_fraction("O") + comp.get_atomic_fraction("N")})
+                    "anion_fraction": sum(comp.get_atomic_fraction(e) for e in sorted(EVIDENCE_ELEMENTS))})
     return out
 
 
