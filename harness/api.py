@@ -342,14 +342,17 @@ def _p_metal(fitted, items: list) -> list[float] | None:
 
 def _domain_reports(fitted, items: list, p_metal) -> list:
     """harness.domain reports of bulk Items against the training set of ``fitted``'s
-    benchmark (results/domain/<benchmark>.json); Nones without a profile."""
+    benchmark (results/domain/<benchmark>.json); Nones without a profile. Each on the
+    canonical cell the model sees: a supercell of a training crystal is not "more atoms
+    than training", and the vacuum gaps do not depend on the cell the user chose."""
     from harness import domain
 
     path = domain.default_profile_path(getattr(fitted, "benchmark", "") or "")
     if not getattr(fitted, "benchmark", "") or not path.is_file():
         return [None] * len(items)
     profile = domain.load_profile(path)
-    return domain.check_many([it.atoms for it in items], [it.formula for it in items], profile, p_metal=p_metal)
+    return domain.check_many([sio.canonical_cell(it.atoms) for it in items], [it.formula for it in items], profile,
+                             p_metal=p_metal)
 
 
 def _group_bound(y: float, atoms, p_metal: float, params: dict) -> tuple[float, dict]:

@@ -22,6 +22,11 @@ one structure with it and returns a :class:`DomainReport` with these flags:
 * ``low_dimensional``: a vacuum gap wider than the training maximum along one or two
   lattice vectors (2D / 1D); ``molecule``: ≥ 6 Å of vacuum along all three (0D). Gaps from
   :func:`harness.structure_io.vacuum_gaps` (the one definition);
+* ``more_atoms_than_training``, ``volume_per_atom_outside_training``, ``short_distance``:
+  a cell larger than every training cell, a volume per atom outside the training range,
+  two atoms closer than in any training structure. The limits are the profile's ``cell``
+  statistics, measured on the training set the profile was built from (the offline store
+  here, the full release online), never constants of one store;
 * ``beyond_evidence``: neither O nor N while every training compound has one (the offline
   store). Every leave-chemistry-out fold is a part of that store, so no measurement backs
   the out-of-domain rule there: its coverage is unmeasured, and the output says so.
@@ -50,7 +55,7 @@ import numpy as np
 from harness import atomic
 from harness.errors import HarnessError
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2: the training cells' statistics (``cell``)
 RARE_THRESHOLD = 20  # training compounds containing the element
 FAR_QUANTILE = 0.99  # of the training set's leave-one-out nearest-neighbour distances
 METAL_MINORITY = 0.05  # likely_metal is out of domain only when metals are this rare in training (else a note)
@@ -230,6 +235,7 @@ def build_profile(materials, targets=None, p_metal=None, spacegroups=None, rare_
         sg_counts[str(g)] = sg_counts.get(str(g), 0) + 1
         cs_counts[crystal_system(g)] = cs_counts.get(crystal_system(g), 0) + 1
     metal = np.asarray(p_metal, dtype=float) if p_metal is not None else metal_rule(formulas)
+    cell = cell_statistics(materials["atoms"])
     profile = {
         "version": PROFILE_VERSION,
         "n_train": len(formulas),
@@ -249,6 +255,7 @@ def build_profile(materials, targets=None, p_metal=None, spacegroups=None, rare_
         "crystal_system_counts": dict(sorted(cs_counts.items())),
         "vacuum_gap_max": float(gaps.max()),
         "vacuum_gap_p99": float(np.quantile(gaps, 0.99)),
+        "cell": cell,
     }
     if targets is not None:
         y = np.asarray(targets, dtype=float)
@@ -260,6 +267,49 @@ def build_profile(materials, targets=None, p_metal=None, spacegroups=None, rare_
                                                  for q in (50, 90, 95, 99)}
     profile["sha256"] = profile_digest(profile)
     return profile
+
+
+SHORTEST_SEARCH_A = 3.0  # Å: pairs searched within this; every bulk crystal has a closer pair
+
+
+def volume_per_atom(atoms) -> float:
+    return abs(float(np.linalg.det(np.asarray(atoms.lattice_mat, dtype=float)))) / int(atoms.num_atoms)
+
+
+def shortest_distance(atoms, cutoff: float = SHORTEST_SEARCH_A) -> float | None:
+    """Å between the closest two atoms (an atom and its own image included), None when no
+    pair is closer than ``cutoff`` (harness.structure_io.closest_pair: the one definition)."""
+    from harness.structure_io import closest_pair
+
+    pair = closest_pair(atoms, cutoff)
+    return None if pair is None else pair[0]
+
+
+def cell_statistics(atoms_list) -> dict:
+    """The training cells' limits that a new cell is checked against: most atoms, the
+    volume-per-atom range, the shortest interatomic distance."""
+    n = [int(a.num_atoms) for a in atoms_list]
+    vpa = [volume_per_atom(a) for a in atoms_list]
+    near = [d for d in (shortest_distance(a) for a in atoms_list) if d is not None]
+    return {"max_atoms": max(n), "volume_per_atom_min": float(min(vpa)), "volume_per_atom_max": float(max(vpa)),
+            "shortest_distance": float(min(near)) if near else None}
+
+
+def cell_flags(atoms, cell: dict) -> dict[str, str]:
+    """{flag: text} where ``atoms`` lies outside the training cells' limits ``cell``."""
+    out = {}
+    n = int(atoms.num_atoms)
+    if n > cell["max_atoms"]:
+        out["more_atoms_than_training"] = f"{n:,} atoms; the largest training cell has {cell['max_atoms']:,}"
+    vpa = volume_per_atom(atoms)
+    lo, hi = cell["volume_per_atom_min"], cell["volume_per_atom_max"]
+    if not lo <= vpa <= hi:
+        out["volume_per_atom_outside_training"] = f"{vpa:.3g} Å³ per atom; training range {lo:.3g}–{hi:.3g}"
+    limit = cell.get("shortest_distance")
+    d = None if limit is None else shortest_distance(atoms, limit)
+    if d is not None:
+        out["short_distance"] = f"two atoms {d:.3g} Å apart; the shortest in training is {limit:.3g} Å"
+    return out
 
 
 def profile_digest(profile: dict) -> str:
@@ -277,7 +327,8 @@ def load_profile(path: str | Path) -> dict:
     except (OSError, ValueError) as err:
         raise HarnessError(f"{path}: cannot read the domain profile ({err})") from None
     if not isinstance(profile, dict) or profile.get("version") != PROFILE_VERSION:
-        raise HarnessError(f"{path}: not a version-{PROFILE_VERSION} domain profile")
+        raise HarnessError(f"{path}: not a version-{PROFILE_VERSION} domain profile (rebuild it: "
+                           "`python -m modellib.studies.domain_profile`)")
     if profile.get("sha256") != profile_digest(profile):
         raise HarnessError(f"{path}: domain profile does not match its sha256 (edited?)")
     return profile
@@ -377,6 +428,9 @@ def check_many(atoms_list, formulas, profile: dict, p_metal=None, spacegroups=No
                 flags.append("low_dimensional")
                 det["low_dimensional_text"] = (f"{kind}: {max(gaps):.1f} Å empty gap along "
                                                f"{', '.join('abc'[i] for i in wide)} (training at most {limit:.1f} Å)")
+            for flag, text in cell_flags(a, profile["cell"]).items():
+                flags.append(flag)
+                det[f"{flag}_text"] = text
         if not set(els) & EVIDENCE_ELEMENTS and _training_always_has_evidence_element(profile):
             flags.append("beyond_evidence")
             det["beyond_evidence_text"] = (
@@ -433,7 +487,8 @@ _EVIDENCE_CACHE: dict = {}
 def ood_tier(report: DomainReport) -> int:
     """0: in domain; 1: out of domain only by its elements (unseen or rare), and not
     likely a metal: chemistry next to the training set's; 2: anything else out of domain
-    (far composition, likely metal, unseen crystal system / space group, low-dimensional);
+    (far composition, likely metal, unseen crystal system / space group, low-dimensional,
+    a cell outside the training cells' limits);
     3: beyond the evidence (``beyond_evidence``: chemistry no leave-chemistry-out fold held)."""
     if "beyond_evidence" in report.flags:
         return 3

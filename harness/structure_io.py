@@ -11,9 +11,11 @@ Reading (one reader per format, the format sniffed from the content, not only th
   atom sites is one structure, with id ``file#block``; partial occupancies are refused.
 
 Checks (``check``): every refusal is one ``HarnessError`` line naming the structure; the
-thresholds sit well outside the covered train set of the offline JARVIS store (13,627
-structures; the numbers below). Besides refusals, ``check`` returns domain flags: where a
-structure lies outside what the models were trained on, without being wrong.
+thresholds are physical (overlapping atoms, a flat cell, vacuum) and sit well outside any
+crystal (the offline store's train set: ≥ 0.747 Å between atoms, ≥ 4.82 Å³ per atom).
+Where a valid structure lies outside what a model was trained on is the domain check's
+business (harness.domain: flags from the training set's own profile, so that they hold
+for whichever store trained the model).
 
 Nothing heavy is imported at module import (``python -m harness predict --help`` stays fast).
 """
@@ -42,17 +44,6 @@ VACUUM_GAP_A = 10.0  # an empty gap wider than this along one lattice vector is 
 MOLECULE_GAP_A = 6.0
 MAX_MESH_AXIS = 200  # k-points along one reciprocal vector (train, at the true length: max 50)
 MAX_KPOINTS = 1_000_000  # n1·n2·n3 (train, at the true length: max 103,823)
-
-# The covered train set of the offline store (13,627 structures): the models' domain.
-# tests/test_predict_inputs.py recomputes these from the data.
-TRAIN_MAX_ATOMS = 140
-TRAIN_VOLUME_PER_ATOM_A3 = (4.82, 271.9)
-TRAIN_MIN_DISTANCE_A = 0.747
-TRAIN_MAX_VACUUM_GAP_A = 9.2
-TRAIN_ELEMENTS = frozenset(
-    "Ac Ag Al As Au B Ba Be Bi Br C Ca Cd Ce Cl Co Cr Cs Cu Dy Er Eu F Fe Ga Gd Ge H He Hf Hg Ho I In Ir K La Li "
-    "Lu Mg Mn Mo N Na Nb Nd Ni Np O Os P Pa Pb Pd Pm Pr Pt Pu Rb Re Rh Ru S Sb Sc Se Si Sm Sn Sr Ta Tb Tc Te Th "
-    "Ti Tl Tm U V W Xe Y Yb Zn Zr".split())
 
 CIF_SUFFIXES = (".cif", ".mcif")
 
@@ -135,8 +126,8 @@ def read_file(path: Path, max_bytes: int = MAX_FILE_BYTES, max_atoms: int | None
 
 def _too_many(n: int, max_atoms: int | None, where: str) -> None:
     if max_atoms is not None and n > max_atoms:
-        raise HarnessError(f"{where}: {n:,} atoms, over the cap of {max_atoms:,} (--max-atoms; the models were "
-                           f"trained on cells of at most {TRAIN_MAX_ATOMS} atoms)")
+        raise HarnessError(f"{where}: {n:,} atoms, over the cap of {max_atoms:,} (--max-atoms: a guard against "
+                           f"files that are not crystal cells)")
 
 
 # ---------------------------------------------------------------- CIF
@@ -497,15 +488,14 @@ def check(atoms, where: str, max_atoms: int = MAX_ATOMS) -> tuple[int, dict]:
     vpa = volume / n
     if vpa < MIN_VOLUME_PER_ATOM_A3:
         raise HarnessError(f"{where}: degenerate cell: {vpa:.3g} Å³ per atom (< {MIN_VOLUME_PER_ATOM_A3:g}; crystals have "
-                           f"≳ 5, the training minimum is {TRAIN_VOLUME_PER_ATOM_A3[0]:g}); a lattice vector is too short "
-                           f"or the cell is nearly flat")
+                           f"≳ 5); a lattice vector is too short or the cell is nearly flat")
     spacing = 1.0 / np.linalg.norm(np.linalg.inv(lat).T, axis=1)
     if spacing.min() < MIN_PLANE_SPACING_A:
         i = int(np.argmin(spacing))
         raise HarnessError(f"{where}: degenerate cell: lattice planes ⟂ b{i + 1} only {spacing[i]:.3g} Å apart "
                            f"(< {MIN_PLANE_SPACING_A:g} Å): a nearly flat or badly skewed cell, whose mesh would need "
                            f"hundreds of k-points along b{i + 1}; give a reduced (e.g. Niggli) cell")
-    pair = closest_pair(atoms, max(MIN_DISTANCE_A, TRAIN_MIN_DISTANCE_A))
+    pair = closest_pair(atoms, MIN_DISTANCE_A)
     if pair is not None and pair[0] < MIN_DISTANCE_A:
         d, i, j = pair
         what = (f"atom {i + 1} ({elements[i]}) and its own periodic image" if i == j else
@@ -523,30 +513,7 @@ def check(atoms, where: str, max_atoms: int = MAX_ATOMS) -> tuple[int, dict]:
         kind = "2D/slab" if len(vac) == 1 else "1D (wire/chain)"
         raise HarnessError(f"{where}: looks like a {kind} cell: {max(gaps[i] for i in vac):.1f} Å of vacuum between atom "
                            f"layers along lattice vector {axes} (> {VACUUM_GAP_A:g} Å); the models are for bulk 3D crystals")
-    flags.update(domain_flags(atoms, vpa, gaps, None if pair is None else pair[0]))
     return 3, flags
-
-
-def domain_flags(atoms, vpa: float, gaps, shortest: float | None) -> dict:
-    """Where a bulk structure lies outside the covered training set (not refusals);
-    ``shortest``: its shortest interatomic distance when below TRAIN_MIN_DISTANCE_A."""
-    flags = {}
-    n = int(atoms.num_atoms)
-    if n > TRAIN_MAX_ATOMS:
-        flags["more_atoms_than_training"] = f"{n:,} atoms; the largest training cell has {TRAIN_MAX_ATOMS}"
-    lo, hi = TRAIN_VOLUME_PER_ATOM_A3
-    if not lo <= vpa <= hi:
-        flags["volume_per_atom_outside_training"] = f"{vpa:.3g} Å³ per atom; training range {lo:g}-{hi:g}"
-    if max(gaps) > TRAIN_MAX_VACUUM_GAP_A:
-        flags["wide_empty_gap"] = (f"{max(gaps):.1f} Å empty gap between atom layers; at most {TRAIN_MAX_VACUUM_GAP_A:g} "
-                                   f"in training (layered or porous)")
-    if shortest is not None and shortest < TRAIN_MIN_DISTANCE_A:
-        flags["short_distance"] = f"two atoms {shortest:.3g} Å apart; the shortest in training is {TRAIN_MIN_DISTANCE_A:g} Å"
-    elements = {str(e) for e in atoms.elements}
-    new = sorted(elements - TRAIN_ELEMENTS)
-    if new:
-        flags["element_not_in_training"] = f"element(s) {', '.join(new)} absent from the training structures"
-    return flags
 
 
 # ---------------------------------------------------------------- meshes

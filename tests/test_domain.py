@@ -109,6 +109,65 @@ def test_slab_is_low_dimensional(task, profile):
     assert not r.in_domain and "low_dimensional" in r.flags
 
 
+def test_cell_limits_are_measured_on_the_training_set(train_slice, profile):
+    """The profile's cell limits are the slice's own (an independent pymatgen neighbour
+    list for the shortest distance), not constants of one store."""
+    X, _, _ = train_slice
+    cell = profile["cell"]
+    atoms = list(X["atoms"])
+    assert cell["max_atoms"] == max(a.num_atoms for a in atoms)
+    vpa = [abs(np.linalg.det(np.asarray(a.lattice_mat))) / a.num_atoms for a in atoms]
+    assert (cell["volume_per_atom_min"], cell["volume_per_atom_max"]) == pytest.approx((min(vpa), max(vpa)), rel=1e-12)
+    near = [a.pymatgen_converter().get_neighbor_list(3.0)[3] for a in atoms]
+    shortest = min(float(d.min()) for d in near if len(d))
+    assert cell["shortest_distance"] == pytest.approx(shortest, abs=1e-9)
+    for a in atoms[:200]:  # training cells sit inside their own limits
+        assert domain.cell_flags(a, cell) == {}
+
+
+def test_cells_outside_the_training_cells_are_out_of_domain(task, profile):
+    """A store oxide squeezed to 10 % of its volume: denser than any training cell; with an
+    H atom 0.65 Å from an O: closer than any two training atoms; its supercell: more atoms
+    than any training cell. All are tier-2 inputs. The same supercell as its canonical
+    primitive cell (what predict checks) is in domain: the flag is about the crystal, not
+    the cell the user chose."""
+    from harness.structure_io import canonical_cell
+
+    atoms = task.materials.at[STORE_OXIDES[1], "atoms"]  # CaO
+    lat = np.array(atoms.lattice_mat, dtype=float)
+    assert domain.check(atoms, "CaO", profile, p_metal=0.0).in_domain
+    squeezed = Atoms(lattice_mat=lat * 0.1 ** (1 / 3), elements=list(atoms.elements), coords=atoms.frac_coords,
+                     cartesian=False)
+    r = domain.check(squeezed, "CaO", profile, p_metal=0.0)
+    assert r.flags == ["volume_per_atom_outside_training"] and domain.ood_tier(r) == 2
+    o = np.array(atoms.cart_coords)[list(atoms.elements).index("O")]
+    oh = Atoms(lattice_mat=lat, elements=list(atoms.elements) + ["H"], cartesian=True,
+               coords=np.vstack([atoms.cart_coords, o + [0.65, 0, 0]]))
+    r = domain.check(oh, "CaHO", profile, p_metal=0.0)
+    assert "short_distance" in r.flags and not r.in_domain and "0.65 Å apart" in r.message()
+    k = int(np.ceil((profile["cell"]["max_atoms"] / atoms.num_atoms + 1) ** (1 / 3)))
+    big = atoms.make_supercell_matrix([k, k, k])
+    r = domain.check(big, "CaO", profile, p_metal=0.0)
+    assert r.flags == ["more_atoms_than_training"] and domain.ood_tier(r) == 2
+    assert "largest training cell" in r.message()
+    assert domain.check(canonical_cell(big), "CaO", profile, p_metal=0.0).in_domain
+
+
+def test_cell_limits_follow_the_training_set(task, train_slice):
+    """Trained on small cells only (as a store of other chemistry would differ), a 20-atom
+    store cell is flagged; trained on the whole slice, it is not."""
+    X, y, sgs = train_slice
+    small = [a.num_atoms <= 10 for a in X["atoms"]]
+    prof = domain.build_profile(X[small], targets=y[small], spacegroups=[g for g, k in zip(sgs, small) if k])
+    assert prof["cell"]["max_atoms"] == 10
+    jid = next(i for i in task.ids("test") if task.materials.at[i, "atoms"].num_atoms == 20)
+    atoms = task.materials.at[jid, "atoms"]
+    assert "more_atoms_than_training" in domain.check(atoms, task.materials.at[jid, "formula"], prof, p_metal=0.0).flags
+    full = domain.build_profile(X, targets=y, spacegroups=sgs)
+    assert "more_atoms_than_training" not in domain.check(atoms, task.materials.at[jid, "formula"], full,
+                                                          p_metal=0.0).flags
+
+
 def test_held_out_crystal_system_is_flagged(task, train_slice):
     X, y, sgs = train_slice
     keep = [domain.crystal_system(g) != "cubic" for g in sgs]

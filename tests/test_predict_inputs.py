@@ -270,28 +270,27 @@ def test_2d_and_1d_cells_are_refused_and_molecules_are_gamma_only(task):
 
 
 def test_real_bulk_structures_pass_every_check(task, offline):
-    """Every other covered structure: none refused; 0D only for the two clusters in a box
-    of the offline store (NF, Li2O: >= 7 Å of vacuum in every direction)."""
-    zero, flagged = [], 0
+    """Every other covered structure: none refused, no flag; 0D only for the two clusters
+    in a box of the offline store (NF, Li2O: >= 7 Å of vacuum in every direction). (Where
+    a valid structure lies outside the training set is harness.domain's, from the profile.)"""
+    zero = []
     for jid, atoms in task.materials["atoms"].iloc[::2].items():
         dim, flags = sio.check(atoms, jid)
         if dim == 0:
             zero.append(jid)
-        flagged += bool(flags)
+            assert set(flags) == {"molecule_gamma_only"}
+        else:
+            assert flags == {}
     assert set(zero) <= {"JVASP-114453", "JVASP-118619"}
-    assert flagged < 0.01 * len(task.materials) / 2  # the training-domain flags are rare on the data itself
 
 
-def test_training_domain_constants_are_the_covered_train_set(task, offline):
+def test_refusal_limits_sit_outside_the_covered_train_set(task, offline):
+    """The physical refusals never touch a real training crystal: its volume per atom,
+    shortest distance and widest empty gap all keep clear of the limits."""
     atoms = task.X("train")["atoms"]
-    n = atoms.map(lambda a: a.num_atoms)
     vpa = atoms.map(lambda a: _volume(a.lattice_mat) / a.num_atoms)
-    assert n.max() == sio.TRAIN_MAX_ATOMS
-    assert vpa.min() == pytest.approx(sio.TRAIN_VOLUME_PER_ATOM_A3[0], abs=0.005)
-    assert vpa.max() == pytest.approx(sio.TRAIN_VOLUME_PER_ATOM_A3[1], abs=0.05)
-    assert set().union(*atoms.map(lambda a: set(a.elements))) == sio.TRAIN_ELEMENTS
-    gaps = atoms.map(lambda a: max(sio.vacuum_gaps(a)))
-    assert gaps.max() == pytest.approx(sio.TRAIN_MAX_VACUUM_GAP_A, abs=0.05) and gaps.max() < sio.VACUUM_GAP_A
+    assert vpa.min() > 4 * sio.MIN_VOLUME_PER_ATOM_A3
     shortest = min(p[0] for p in (sio.closest_pair(a, 1.0) for a in atoms) if p is not None)
-    assert shortest == pytest.approx(sio.TRAIN_MIN_DISTANCE_A, abs=0.0005) and shortest > sio.MIN_DISTANCE_A
-    assert all(a.elements and ("O" in a.elements or "N" in a.elements) for a in atoms)
+    assert shortest > 1.4 * sio.MIN_DISTANCE_A
+    gaps = atoms.map(lambda a: max(sio.vacuum_gaps(a)))
+    assert gaps.max() < sio.VACUUM_GAP_A
