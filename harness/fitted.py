@@ -34,7 +34,7 @@ class Fitted:
     record: dict = field(default_factory=dict)
     problem: str | None = None  # why there is no calibration, when there is none
     continuous: bool = False  # calibrated on predict_continuous: bound that, not the snapped prediction
-    val_recip: np.ndarray | None = None  # reciprocal lengths of the val cells (definition's lattice.csv)
+    val_recip: np.ndarray | None = None  # reciprocal lengths of the val cells the model sees (the groups file)
     val_groups: np.ndarray | None = None  # (n_val, 3) metal / size / system labels (harness.group_bound)
     group_problem: str | None = None  # why there is no per-group bound, when there is none
     _group_params: dict = field(default_factory=dict, repr=False)
@@ -189,11 +189,10 @@ def _attach_groups(fitted: Fitted, definition, val_ids: list[str], results_dir: 
     groups_file = Path(results_dir).parent / group_bound.GROUPS_FILE.format(benchmark=definition.name)
     if not hasattr(getattr(fitted.estimator, "metallicity_", None), "predict_proba_metal"):
         fitted.group_problem = f"{fitted.name} has no metallicity estimate (P(metal)) to place a structure in its group"
-    elif definition.recip is None:
-        fitted.group_problem = f"{definition.name}: no lattice.csv for the val cells"
     else:
         try:
             groups = group_bound.read_groups(groups_file, {"val": val_ids})
+            cells = group_bound.read_model_recip(groups_file, {"val": val_ids})
         except HarnessError as err:
             fitted.group_problem = str(err)
             return
@@ -201,4 +200,4 @@ def _attach_groups(fitted: Fitted, definition, val_ids: list[str], results_dir: 
             fitted.group_problem = f"{groups_file}: missing (python -m modellib.studies.group_conformal writes it)"
             return
         fitted.val_groups = np.array([groups["val"][G] for G in group_bound.GROUPINGS]).T
-        fitted.val_recip = np.array([definition.recip[i] for i in val_ids])
+        fitted.val_recip = cells["val"]  # the cells the model sees in predict (canonical), as the bound there

@@ -165,17 +165,19 @@ def _fixed_summary(b: bm.Benchmark) -> tuple[float, dict]:
                    "kpoints_true": float(kpoints.kpoint_count(recip, y).mean())}
 
 
-def grouped_safety(b: bm.Benchmark, calibration: tuple, groups: dict) -> dict:
+def grouped_safety(b: bm.Benchmark, calibration: tuple, groups: dict, model_recip: dict) -> dict:
     """The per-group bound (harness.group_bound) of one model: calibrated on its val
-    predictions and the val labels, evaluated on test."""
+    predictions and the val labels, evaluated on test. The bound works on the cells the
+    model sees (``model_recip``, as in predict); the k-points are those of the benchmark's
+    own cells, the cells a user would hand in."""
     y_val, p_val, p_test = calibration
     lab = {s: np.array([groups[s][G] for G in GROUPINGS]).T for s in ("val", "test")}
-    recip = {s: np.array([b.recip[i] for i in b.ids[s]]) for s in ("val", "test")}
-    params = group_bound.fit(y_val, p_val, recip["val"], lab["val"], alpha=conformal.ALPHA)
-    L = group_bound.bound(p_test, recip["test"], lab["test"], params)
+    params = group_bound.fit(y_val, p_val, model_recip["val"], lab["val"], alpha=conformal.ALPHA)
+    L = group_bound.bound(p_test, model_recip["test"], lab["test"], params)
     y = b.y("test")
+    recip = np.array([b.recip[i] for i in b.ids["test"]])
     return {"coverage": float(np.mean(y <= L)), "worst": worst_group(y, L, groups["test"]),
-            "kpoints_mean": float(kpoints.kpoint_count(recip["test"], L).mean())}
+            "kpoints_mean": float(kpoints.kpoint_count(recip, L).mean())}
 
 
 def worst_group(y_test: np.ndarray, bound: np.ndarray, groups: dict[str, list[str]], min_n: int = 30) -> tuple[str, float]:
@@ -219,8 +221,10 @@ def build_board(b: bm.Benchmark, definitions: dict[str, bm.Benchmark], submissio
         notes.append(f"{b.name}: L90 columns empty: the definition has no lattice.csv (freeze it where the store holds "
                      "every val/test structure)")
     y_test = b.y("test")
-    groups = read_groups(Path(results_dir).parent / GROUPS_FILE.format(benchmark=b.name),
-                         {s: b.ids[s] for s in ("val", "test")})
+    groups_path = Path(results_dir).parent / GROUPS_FILE.format(benchmark=b.name)
+    split_ids = {s: b.ids[s] for s in ("val", "test")}
+    groups = read_groups(groups_path, split_ids)
+    model_recip = group_bound.read_model_recip(groups_path, split_ids)
     rows = []
     for folder in sorted(p for p in Path(submissions_dir).glob("*") if p.is_dir()):
         if models_dir is not None and not (Path(models_dir) / folder.name).is_dir():
@@ -241,7 +245,7 @@ def build_board(b: bm.Benchmark, definitions: dict[str, bm.Benchmark], submissio
             worst = grouped = None
             if safety is not None and groups is not None:
                 worst = worst_group(y_test, conformal.upper_bound(calibration[2], safety.offset), groups["test"])
-                grouped = grouped_safety(b, calibration, groups)
+                grouped = grouped_safety(b, calibration, groups, model_recip)
             rows.append(Row(folder.name, meta.get("kind", "model"), regression_metrics(y_test, p), len(p),
                             rec["counts"]["train"], own.name, meta.get("software_used", ""), np.abs(y_test - p),
                             safety, calibration, seeds=spread, worst=worst, grouped=grouped))

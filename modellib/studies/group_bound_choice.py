@@ -47,12 +47,15 @@ ISSUE_GROUP_FLOOR = 0.88
 
 
 def split_inputs(b) -> dict:
-    """y, reciprocal lengths and group labels of val and test of benchmark ``b``."""
-    groups = gb.read_groups(paths.results_dir().parent / gb.GROUPS_FILE.format(benchmark=b.name),
-                            {s: b.ids[s] for s in ("val", "test")})
+    """y, reciprocal lengths and group labels of val and test of benchmark ``b``: ``recip``
+    and ``lab`` of the cell the model sees (the bound's, as in predict), ``count_recip`` of
+    the benchmark's own cell (where the k-points a user pays are counted)."""
+    path = paths.results_dir().parent / gb.GROUPS_FILE.format(benchmark=b.name)
+    ids = {s: b.ids[s] for s in ("val", "test")}
+    groups, cells = gb.read_groups(path, ids), gb.read_model_recip(path, ids)
     if groups is None:
         raise HarnessError(f"{gb.GROUPS_FILE.format(benchmark=b.name)}: missing (run `python -m modellib.studies.group_conformal`)")
-    return {s: {"y": b.y(s), "recip": np.array([b.recip[i] for i in b.ids[s]]),
+    return {s: {"y": b.y(s), "recip": cells[s], "count_recip": np.array([b.recip[i] for i in b.ids[s]]),
                 "lab": np.array([groups[s][G] for G in gb.GROUPINGS]).T} for s in ("val", "test")}
 
 
@@ -98,7 +101,7 @@ def halvings(val: dict, point: dict, n_rep: int = N_REP, seed: int = SEED) -> di
         thr = gb.thresholds(s[a], val["lab"][a], tau)
         lam = np.array([thr[keys[i]] for i in b])
         L = gb._lengths_at(lam, K[b], F[b], ok[b])
-        got.append(measure(val["y"][b], L, val["recip"][b], val["lab"][b]))
+        got.append(measure(val["y"][b], L, val["count_recip"][b], val["lab"][b]))
     per = {g: float(np.mean([r["per_group"][g][0] for r in got if g in r["per_group"]])) for g in got[0]["per_group"]}
     worst = min(per, key=per.get)
     return {"coverage": float(np.mean([r["coverage"] for r in got])), "per_group": per, "worst_group": worst,
@@ -167,20 +170,20 @@ def run(n_rep: int = N_REP, n_jobs: int = 2, model: str = MODEL) -> dict:
     v, t = data["val"], data["test"]
     params = gb.fit(v["y"], v["yhat"], v["recip"], v["lab"], ALPHA, hyper=hp, slack=chosen["slack"])
     L = gb.bound(t["yhat"], t["recip"], t["lab"], params)
-    test = measure(t["y"], L, t["recip"], t["lab"])
-    test["bootstrap_95"] = bootstrap(t["y"], L, t["recip"], t["lab"])
+    test = measure(t["y"], L, t["count_recip"], t["lab"])
+    test["bootstrap_95"] = bootstrap(t["y"], L, t["count_recip"], t["lab"])
     # The marginal-only option (harness.conformal's L90 on the same continuous predictions).
     q = conformal.conformal_offset(v["y"], v["yhat"], ALPHA)
     L90 = conformal.upper_bound(t["yhat"], q)
-    plain = measure(t["y"], L90, t["recip"], t["lab"])
-    plain["bootstrap_95"] = bootstrap(t["y"], L90, t["recip"], t["lab"])
+    plain = measure(t["y"], L90, t["count_recip"], t["lab"])
+    plain["bootstrap_95"] = bootstrap(t["y"], L90, t["count_recip"], t["lab"])
     from harness.kpoints import kpoint_count
 
     return {"benchmark": data["benchmark"], "model": model, "inputs_sha256": data["sha256"], "n_rep": n_rep,
             "seed": SEED, "grid": GRID, "rule": {"marginal_band": MARGINAL_BAND, "min_group_val": MIN_GROUP_VAL},
             "rows": rows, "chosen": chosen, "current": {**gb.HYPER, "slack": gb.GROUP_SLACK}, "test": test,
             "plain_l90": {"offset": float(q), **plain}, "n": {"val": len(v["y"]), "test": len(t["y"])},
-            "kpoints_true": float(kpoint_count(t["recip"], t["y"]).mean())}
+            "kpoints_true": float(kpoint_count(t["count_recip"], t["y"]).mean())}
 
 
 def _pt(p: dict) -> str:

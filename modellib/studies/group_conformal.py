@@ -254,11 +254,13 @@ def bm_name() -> str:
 
 
 def write_groups(path: Path, groups: dict) -> None:
-    """results/domain/<benchmark>.groups.csv: the group labels of every val and test id
-    (metal, size, system), which the leaderboard reads to report each row's worst group
-    (it computes no features itself)."""
-    lines = ["split,id,metal,size,system"] + [f"{s},{i},{g['metal']},{g['size']},{g['system']}"
-                                              for s in ("val", "test") for i, g in groups[s].items()]
+    """results/domain/<benchmark>.groups.csv: the group labels (metal, size, system) and
+    reciprocal lengths of the cell the model sees, of every val and test id, which the
+    leaderboard reads for the per-group bound and each row's worst group (it computes no
+    features itself). Floats as repr: read back bit for bit."""
+    lines = [gb.GROUPS_HEADER] + [f"{s},{i},{g['metal']},{g['size']},{g['system']},"
+                                  + ",".join(repr(float(x)) for x in g["recip"])
+                                  for s in ("val", "test") for i, g in groups[s].items()]
     atomic.write_text(path, "\n".join(lines) + "\n")
 
 
@@ -294,7 +296,8 @@ def run(items_path: Path | None, n_rep: int = 200) -> tuple[dict, dict]:
     from harness.conformal import fixed_length
     from modellib.features.metallicity import fitted_metallicity
     from modellib.features.physics import physics_features
-    from harness.kpoints import kpoint_count
+    from harness.kpoints import kpoint_count, reciprocal_lengths
+    from harness.structure_io import canonical_cell
 
     t0 = time.time()
     bench, materials = lco.load_store()
@@ -303,11 +306,15 @@ def run(items_path: Path | None, n_rep: int = 200) -> tuple[dict, dict]:
     recip = {s: np.array([bench.recip[i] for i in ids[s]]) for s in ids}
     print("[group_conformal] groups: metallicity model, spglib ...", flush=True)
     met = fitted_metallicity(paths.cache_dir(), n_jobs=1)
-    groups = {}
+    groups, model_recip = {}, {}
     for s in ids:
-        F = physics_features(list(materials.loc[ids[s], "atoms"]), paths.cache_dir())
+        # Labels and cells of the cell the model sees in predict (the canonical cell), so that
+        # calibration and predict place a material in the same group with the same costs.
+        cells = [canonical_cell(a) for a in materials.loc[ids[s], "atoms"]]
+        F = physics_features(cells, paths.cache_dir())
         groups[s] = groups_of(F["n_atoms"].to_numpy(), F["spacegroup"].to_numpy(),
                               met.predict_proba_metal(list(materials.loc[ids[s], "formula"])))
+        model_recip[s] = [reciprocal_lengths(c.lattice_mat) for c in cells]
     pred_sets, notes = {}, {}
     folder = paths.results_dir() / "kspace_gbm" / bench.name
     from harness.record import sha256_file
@@ -348,7 +355,7 @@ def run(items_path: Path | None, n_rep: int = 200) -> tuple[dict, dict]:
             "kpoints_fixed": float(kpoint_count(recip["test"], fixed).mean()),
             "chosen": {p: choose(rows) for p, rows in res.items()}, "inputs_sha256": inputs}
     print(f"[group_conformal] done in {time.time() - t0:.0f} s", flush=True)
-    meta["_groups"] = {s: dict(zip(ids[s], groups[s])) for s in ids}
+    meta["_groups"] = {s: {i: {**g, "recip": r} for i, g, r in zip(ids[s], groups[s], model_recip[s])} for s in ids}
     return res, meta
 
 

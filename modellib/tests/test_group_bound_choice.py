@@ -52,7 +52,7 @@ def test_committed_study_is_current(study, data):
     assert again["worst_coverage"] == pytest.approx(chosen[0]["val"]["worst_coverage"], abs=1e-12)
     v, t = data["val"], data["test"]
     L = gb.bound(t["yhat"], t["recip"], t["lab"], gb.fit(v["y"], v["yhat"], v["recip"], v["lab"], alpha=gbc.ALPHA))
-    got = gbc.measure(t["y"], L, t["recip"], t["lab"])
+    got = gbc.measure(t["y"], L, t["count_recip"], t["lab"])
     for key in ("coverage", "worst_coverage", "kpoints"):
         assert got[key] == pytest.approx(study["test"][key], rel=1e-12), key
 
@@ -60,8 +60,8 @@ def test_committed_study_is_current(study, data):
 def test_bootstrap_brackets_the_point_estimate(data):
     v, t = data["val"], data["test"]
     L = gb.bound(t["yhat"], t["recip"], t["lab"], gb.fit(v["y"], v["yhat"], v["recip"], v["lab"], alpha=gbc.ALPHA))
-    m = gbc.measure(t["y"], L, t["recip"], t["lab"])
-    b = gbc.bootstrap(t["y"], L, t["recip"], t["lab"], n_boot=200)
+    m = gbc.measure(t["y"], L, t["count_recip"], t["lab"])
+    b = gbc.bootstrap(t["y"], L, t["count_recip"], t["lab"], n_boot=200)
     assert b["coverage"][0] < m["coverage"] < b["coverage"][1]
     assert b["kpoints"][0] < m["kpoints"] < b["kpoints"][1]
     assert 0.0 <= b["every_group_at_floor"] <= 1.0

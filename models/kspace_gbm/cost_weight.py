@@ -72,7 +72,7 @@ def run(powers=POWERS, n_rep: int | None = None, n_jobs: int = 2) -> dict:
         grid = gbc.grid(v, n_rep, n_jobs)
         k = gbc.choose(grid)
         rows.append({"power": power, "chosen_point": grid[k]["point"], "val": grid[k]["val"],
-                     "admissible": gbc.admissible(grid[k]["val"]), **val_figures(val["y"], yhat, val["recip"], val["lab"]),
+                     "admissible": gbc.admissible(grid[k]["val"]), **val_figures(val["y"], yhat, val["count_recip"], val["lab"]),
                      "val_continuous_sha256": hashlib.sha256(np.asarray(yhat, dtype="<f8").tobytes()).hexdigest()})
         # Wall time on the console only: the committed json must be the same on any machine.
         print(f"[cost_weight] γ {power:g}: val MAE {rows[-1]['mae']:.3f}, {grid[k]['val']['kpoints']:,.0f} val k-points "
