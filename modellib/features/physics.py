@@ -29,7 +29,7 @@ import spglib
 from pymatgen.core.periodic_table import Element
 
 from harness.kpoints import GRID, mesh
-from harness.structure_io import slab_gaps
+from harness.structure_io import canonical_cell, slab_gaps
 from modellib.features.frame_cache import cached_rows
 from modellib.features.frame_cache import structure_key  # one content hash for every feature cache
 
@@ -227,6 +227,13 @@ def _cache_file(cache_dir: Path) -> Path:
     from harness import numeric_env
 
     return Path(cache_dir) / "features" / f"physics-v{FEATURE_VERSION}-spglib{spglib.__version__}-{numeric_env.tag()}.pkl"
+
+
+def canonical_cells(atoms_list) -> list:
+    """Each structure as the cell ``predict`` hands every model (spglib's standardized
+    primitive cell, harness.structure_io.canonical_cell): a model fitted on these is
+    calibrated on the cells it gets in predict."""
+    return [canonical_cell(a) for a in atoms_list]
 
 
 def physics_features(atoms_list, cache_dir: Path | None = None) -> pd.DataFrame:

@@ -18,7 +18,8 @@ offset of its grouping. Relative scores (y − ŷ)/ŷ are supported (``score="re
 
 Groups: :func:`groups_of` (metal: P(metal) > 0.5 from modellib.features.metallicity;
 size: at most SMALL_CELL_MAX_ATOMS atoms, the train median; system: spglib crystal
-system, symprec 0.01).
+system, symprec 0.01), each of the canonical cell predict hands the model; the groups
+file also keeps that cell's reciprocal lengths, on which harness.group_bound calibrates.
 
 Choice (val only, 200 random halvings of val; results/lco/calibration.md): for kspace_gbm's
 committed (snapped) predictions, additive max-Mondrian over (metal, size, system) with the

@@ -33,9 +33,9 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from harness import ModelContext
 from harness.kpoints import GRID
-from harness.structure_io import canonical_cell
 from modellib.features.composition import composition_features
 from modellib.features.metallicity import fitted_metallicity
+from modellib.features.physics import canonical_cells as to_canonical_cells
 from modellib.features.physics import mesh_change_lengths, physics_features, reciprocal_lengths
 from modellib.features.frame_cache import UserCacheDir
 from modellib.features.robust import canonical, canonical_frame
@@ -95,13 +95,13 @@ class KSpaceGBM(UserCacheDir, BaseEstimator, RegressorMixin):
         atoms = list(X["atoms"])
         if getattr(self, "canonical_cells", False):  # artifacts pickled before the parameter: as given
             # Features of the crystal, not of the cell it came in: `predict` feeds every model
-            # spglib's standardized primitive cell (harness.structure_io.canonical_cell), so the
+            # spglib's standardized primitive cell (modellib.features.physics.canonical_cells), so the
             # model must be fitted and calibrated on that cell too, or the safe length is
             # calibrated on inputs it never gets (JARVIS' own cell differs in basis for ~20 % of
             # materials; predicting on canonical cells with a JARVIS-cell fit: test coverage
             # 87.5 % instead of 89.7 %). The JARVIS cell carries a little label information
-            # (its own mesh rounding): val MAE 4.88 on JARVIS cells, 5.04 on canonical ones.
-            atoms = [canonical_cell(a) for a in atoms]
+            # (its own mesh rounding): val MAE 4.88 on JARVIS cells, 5.03 on canonical ones.
+            atoms = to_canonical_cells(atoms)
         parts = [physics_features(atoms, self._cache_dir()),
                  composition_features(list(X["formula"]), self._cache_dir()).reset_index(drop=True)]
         if self.metallicity:
