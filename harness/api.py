@@ -308,7 +308,7 @@ def _estimate(estimator, batch: list[sio.Item], name: str) -> list[float | str]:
     def frame(its):
         # The model sees each crystal's standardized primitive cell: the same crystal gets
         # the same length in whatever cell, orientation or site order it was given.
-        return pd.DataFrame({"formula": [i.formula for i in its], "atoms": [sio.canonical_cell(i.atoms) for i in its]},
+        return pd.DataFrame({"formula": [i.formula for i in its], "atoms": [i.model_cell for i in its]},
                             index=pd.Index([i.id for i in its], name="jid"))
 
     try:
@@ -351,17 +351,15 @@ def _domain_reports(fitted, items: list, p_metal) -> list:
     if not getattr(fitted, "benchmark", "") or not path.is_file():
         return [None] * len(items)
     profile = domain.load_profile(path)
-    return domain.check_many([sio.canonical_cell(it.atoms) for it in items], [it.formula for it in items], profile,
-                             p_metal=p_metal)
+    return domain.check_many([it.model_cell for it in items], [it.formula for it in items], profile, p_metal=p_metal)
 
 
-def _group_bound(y: float, atoms, p_metal: float, params: dict) -> tuple[float, dict]:
-    """Per-group safe length and labels of one structure, both from the canonical cell
-    the model saw (so that they do not depend on the user's choice of cell)."""
+def _group_bound(y: float, cell, p_metal: float, params: dict) -> tuple[float, dict]:
+    """Per-group safe length and labels of one structure, both from ``cell``, the canonical
+    cell the model saw (so that they do not depend on the user's choice of cell)."""
     from harness import domain, group_bound
     from harness.kpoints import reciprocal_lengths
 
-    cell = sio.canonical_cell(atoms)
     [lab] = group_bound.groups_of([cell.num_atoms], [domain.spacegroup_number(cell)], [p_metal])
     L = group_bound.bound([y], [reciprocal_lengths(cell.lattice_mat)], [lab], params)
     return float(L[0]), lab
@@ -456,7 +454,7 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
                 p.bound = "marginal"
                 if params is not None and p_metal is not None:
                     # per group in domain; out of domain also never below the conservative rule
-                    gL, p.group = _group_bound(yb, it.atoms, p_metal[n], params)
+                    gL, p.group = _group_bound(yb, it.model_cell, p_metal[n], params)
                     p.safe_length = gL if rep is None or rep.in_domain else max(gL, p.safe_length)
                     p.bound = "per-group"
                 elif per_group:

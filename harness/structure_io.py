@@ -62,6 +62,15 @@ class Item:
     dimensionality: int | None = None  # 3: bulk; 0: a molecule (Γ-only)
     flags: dict = field(default_factory=dict)  # code -> message: outside the training domain, not wrong
     error: str | None = None
+    _model_cell: object = field(default=None, repr=False)
+
+    @property
+    def model_cell(self):
+        """The cell the model, the domain check and the per-group bound see
+        (:func:`canonical_cell` of ``atoms``), computed once."""
+        if self._model_cell is None and self.atoms is not None:
+            self._model_cell = canonical_cell(self.atoms)
+        return self._model_cell
 
 
 # ---------------------------------------------------------------- files
