@@ -154,6 +154,8 @@ def _run_models(args, selected, benchmark: str, models_dir: Path, client=None) -
                 f"{', inputs unchanged: saved fit reused' if o.reused else ', predictions unchanged' if not o.changed else ''})"
                 if o.ok else f"FAILED: {o.message}")
         print(f"{o.name}: {text}", flush=True)
+        if o.ok and o.message:
+            print(f"warning: {o.message}", flush=True)
 
     needs = {m.name: list(m.meta.get("needs", [])) for m in selected}
     after = {m.name: list(m.meta.get("after", [])) for m in selected}

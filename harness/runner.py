@@ -24,7 +24,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from harness import atomic, conformal, numeric_env, record, submission
+from harness import atomic, conformal, numeric_env, predict_path, record, submission
 from harness.context import ModelContext
 from harness.errors import HarnessError
 from harness.metrics import regression_metrics
@@ -164,6 +164,7 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
         return Outcome(model.name, False, str(err))
     except (Exception, SystemExit) as err:  # a contributor's bug must not take the run down
         return Outcome(model.name, False, _failure(model, err))
+    path_check = predict_path.check(estimator, task.X("val"), preds["val"])
 
     bench = task.benchmark
     code = warm.loaded_project_files()  # what the fit executed (its process loaded nothing else of ours)
@@ -221,6 +222,7 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
         "versions": record.library_versions(),
         "numeric_env": numeric_env.describe(),
         "machine": platform.machine(),
+        "predict_path": path_check,
         "fit_seconds": round(fit_s, 1),
         "total_seconds": round(seconds, 1),
     }
@@ -228,5 +230,5 @@ def run_one(task: Task, model: ModelFolder, ctx: ModelContext, submissions_dir: 
         side = {**rec, "fingerprint": warm.fingerprint(task, model, ctx, code)}
         atomic.write_text(art.parent / record.SIDECAR_FILE, record.dumps(side))
     record.write(res / record.RECORD_FILE, rec)
-    return Outcome(model.name, True, metrics=regression_metrics(task.y("test"), preds["test"]), seconds=seconds,
-                   changed=changed)
+    return Outcome(model.name, True, predict_path.warning(model.name, path_check) or "",
+                   metrics=regression_metrics(task.y("test"), preds["test"]), seconds=seconds, changed=changed)

@@ -54,6 +54,10 @@ def test_two_runs_are_byte_identical(scratch, capsys):
     for m in names:
         rec = json.loads(run_record(out, m).read_text())
         assert rec["n_jobs"] == 2 and "fit_seconds" in rec and rec["seed"] == 0
+        # predict's path checked after every fit: formula-only models give the benchmark's answer
+        assert rec["predict_path"]["checked"] > 0
+        if m != "t_per_atom":
+            assert rec["predict_path"]["moved"] == 0, rec["predict_path"]
         st = run_record(out, m).stat()
         stats[m] = (st.st_ino, st.st_mtime_ns)
     time.sleep(1.1)  # a later second: any timestamp in a compared file would show

@@ -159,22 +159,32 @@ class MetallicityModel(BaseEstimator):
         return self.transform(formulas)["p_metal"].to_numpy()
 
 
-def fitted_metallicity(cache_dir: Path | None, **params) -> MetallicityModel:
-    """A fitted MetallicityModel, loaded from ``cache_dir`` when one with the same
-    parameters, external data and library versions was fitted before."""
+METALLICITY_VERSION = 1  # in the cache key: bump when a change here or in harness.chemistry could change the fit
+
+
+def cache_path(cache_dir: Path, model: MetallicityModel) -> Path:
+    """Where ``model`` (unfitted) is cached once fitted: keyed by its parameters, the
+    external data, the libraries, the composition features, the numeric environment and
+    METALLICITY_VERSION (this code), so that no fit made by other code is reused."""
     import sklearn
     import xgboost
 
+    from harness import numeric_env
+
+    # n_jobs does not change the fitted boosters (hist is deterministic across threads)
+    fit_params = sorted((k, v) for k, v in model.get_params().items() if k != "n_jobs")
+    key = hashlib.sha256(repr((fit_params, external_files_digest(), xgboost.__version__, sklearn.__version__,
+                               composition_feature_names(), numeric_env.tag(), METALLICITY_VERSION)).encode())
+    return Path(cache_dir) / "features" / f"metallicity-{key.hexdigest()[:16]}.joblib"
+
+
+def fitted_metallicity(cache_dir: Path | None, **params) -> MetallicityModel:
+    """A fitted MetallicityModel, loaded from ``cache_dir`` when one with the same
+    parameters, external data, library versions and code version was fitted before."""
     model = MetallicityModel(**params)
     if cache_dir is None:
         return model.fit()
-    # n_jobs does not change the fitted boosters (hist is deterministic across threads)
-    fit_params = sorted((k, v) for k, v in model.get_params().items() if k != "n_jobs")
-    from harness import numeric_env
-
-    key = hashlib.sha256(repr((fit_params, external_files_digest(), xgboost.__version__, sklearn.__version__,
-                               composition_feature_names(), numeric_env.tag())).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / "features" / f"metallicity-{key}.joblib"
+    path = cache_path(cache_dir, model)
     if path.is_file():
         try:
             return joblib.load(path)

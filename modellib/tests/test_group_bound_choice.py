@@ -55,6 +55,27 @@ def test_committed_study_is_current(study, data):
     got = gbc.measure(t["y"], L, t["count_recip"], t["lab"])
     for key in ("coverage", "worst_coverage", "kpoints"):
         assert got[key] == pytest.approx(study["test"][key], rel=1e-12), key
+    # The hindsight floor recomputes too, and is below the val-calibrated bound's test cost.
+    best = study["hindsight"]["best"]
+    hp = {k: best["point"][k] for k in gb.HYPER}
+    [again] = gbc._hindsight_one(t, hp, [best["point"]["level"]])
+    assert again["kpoints"] == pytest.approx(best["kpoints"], rel=1e-12)
+    assert best["kpoints"] < study["test"]["kpoints"]
+
+
+def test_hindsight_floor_meets_the_targets_and_nothing_cheaper_does(data, monkeypatch):
+    monkeypatch.setattr(gbc, "GRID", {"scale": (2.0, 4.0), "power": (0.2,), "metal_scale": (3.0,), "slack": (0.01,)})
+    t = data["test"]
+    taus = (0.875, 0.885, 0.895, 0.905)
+    h = gbc.hindsight(t, n_jobs=1, taus=taus)
+    assert h["n_points"] == 2 * len(taus)
+    rows = [r for hp in ({"scale": 2.0, "power": 0.2, "metal_scale": 3.0}, {"scale": 4.0, "power": 0.2, "metal_scale": 3.0})
+            for r in gbc._hindsight_one(t, hp, taus)]
+    meets = [0.89 <= r["coverage"] <= 0.91 and r["worst_coverage"] >= 0.88 for r in rows]
+    assert h["n_meeting"] == sum(meets) > 0
+    b = h["best"]
+    assert 0.89 <= b["coverage"] <= 0.91 and b["worst_coverage"] >= 0.88
+    assert all(r["kpoints"] >= b["kpoints"] for r, ok in zip(rows, meets) if ok)
 
 
 def test_bootstrap_brackets_the_point_estimate(data):

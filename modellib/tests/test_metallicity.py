@@ -55,3 +55,14 @@ def test_pickles_and_predicts_the_same(small_model):
     again = joblib.load(buf)
     f = ["Cu", "MgO", "LiFePO4"]
     assert np.array_equal(again.transform(f).to_numpy(), small_model.transform(f).to_numpy())
+
+
+def test_cache_key_names_parameters_and_code_version(tmp_path, monkeypatch):
+    # a fit cached by other code or with other parameters is never reused
+    model = met.MetallicityModel(n_estimators=120)
+    path = met.cache_path(tmp_path, model)
+    assert path.parent == tmp_path / "features" and path == met.cache_path(tmp_path, met.MetallicityModel(n_estimators=120))
+    assert met.cache_path(tmp_path, met.MetallicityModel(n_estimators=121)) != path
+    assert met.cache_path(tmp_path, met.MetallicityModel(n_estimators=120, n_jobs=7)) == path  # threads do not change the fit
+    monkeypatch.setattr(met, "METALLICITY_VERSION", met.METALLICITY_VERSION + 1)
+    assert met.cache_path(tmp_path, model) != path
