@@ -1,6 +1,7 @@
 """Studies that train models to choose the core's rules (run by hand, results in results/):
-leave-chemistry-out evaluation (lco), per-group calibration (group_conformal), and the
-domain profile the domain check reads (domain_profile).
+leave-chemistry-out evaluation (lco), per-group calibration (group_conformal,
+group_bound_choice), the domain profile the domain check reads (domain_profile), and a
+metallicity oracle diagnostic (metallicity_oracle).
 
 Importing the package pins the numeric environment, as ``python -m harness`` does for
 every model process: a study then loads the same cached models and features as the
