@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from harness import atomic, group_bound as gb, paths
+from harness import group_bound as gb, paths
 from harness.errors import HarnessError
+from modellib.studies import report
 from modellib.studies.group_conformal import random_halves
 
 MODEL = "kspace_gbm"
@@ -288,9 +288,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     out = a.out if a.out is not None else paths.results_dir() / "lco"
-    cmd = "python -m modellib.studies.group_bound_choice" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
-    atomic.write_text(out / "group_bound.md", markdown(res, cmd))
-    atomic.write_text(out / "group_bound.json", json.dumps(res, indent=1) + "\n")
+    report.write(out, "group_bound", "modellib.studies.group_bound_choice", argv, res, markdown)
     t = res["test"]
     print(f"[group_bound_choice] {time.time() - t0:.0f} s; chosen {_pt(res['chosen'])}; test {100 * t['coverage']:.1f} % covered, worst group "
           f"{100 * t['worst_coverage']:.1f} % ({t['worst_group']}), {t['kpoints']:,.0f} k-points; wrote {out / 'group_bound.md'}")

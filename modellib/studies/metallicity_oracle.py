@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import atomic, paths
+from harness import paths
 from harness.errors import HarnessError
+from modellib.studies import report
 
 GAP_BENCHMARK = "dft_3d_optb88vdw_bandgap"
 PLUS_U = frozenset({"Co", "Cr", "Fe", "Mn", "Mo", "Ni", "V", "W"})  # Materials Project's +U elements (oxides, fluorides)
@@ -164,9 +165,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     out = a.out if a.out is not None else paths.results_dir() / "kspace_gbm"
-    cmd = "python -m modellib.studies.metallicity_oracle" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
-    atomic.write_text(out / "metallicity_oracle.md", markdown(res, cmd))
-    atomic.write_text(out / "metallicity_oracle.json", json.dumps(res, indent=1) + "\n")
+    report.write(out, "metallicity_oracle", "modellib.studies.metallicity_oracle", argv, res, markdown)
     print(f"[metallicity_oracle] {time.time() - t0:.0f} s; wrote {out / 'metallicity_oracle.md'}")
     return 0
 
