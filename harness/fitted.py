@@ -191,13 +191,13 @@ def _attach_groups(fitted: Fitted, definition, val_ids: list[str], results_dir: 
         fitted.group_problem = f"{fitted.name} has no metallicity estimate (P(metal)) to place a structure in its group"
     else:
         try:
-            groups = group_bound.read_groups(groups_file, {"val": val_ids})
-            cells = group_bound.read_model_recip(groups_file, {"val": val_ids})
+            read = group_bound.read_groups_file(groups_file, {"val": val_ids})
         except HarnessError as err:
             fitted.group_problem = str(err)
             return
-        if groups is None:
+        if read is None:
             fitted.group_problem = f"{groups_file}: missing (python -m modellib.studies.group_conformal writes it)"
             return
+        groups, cells = read
         fitted.val_groups = np.array([groups["val"][G] for G in group_bound.GROUPINGS]).T
         fitted.val_recip = cells["val"]  # the cells the model sees in predict (canonical), as the bound there

@@ -99,28 +99,22 @@ def _rows(path: Path, ids: dict[str, list[str]]) -> dict[str, list[list[str]]] |
     return out
 
 
-def read_groups(path: Path, ids: dict[str, list[str]]) -> dict[str, dict[str, list[str]]] | None:
-    """{split: {grouping: label per id}} for the splits in ``ids`` (val, test) from the
-    groups file, or None when absent. The labels are those of the cell the model sees
-    (harness.structure_io.canonical_cell), as in predict."""
+def read_groups_file(path: Path, ids: dict[str, list[str]]) -> tuple[dict, dict] | None:
+    """({split: {grouping: label per id}}, {split: (n, 3) reciprocal lengths}) for the
+    splits in ``ids`` (val, test) from the groups file, or None when absent. Both are those
+    of the cell the model sees (harness.structure_io.canonical_cell), as predict derives
+    them: the bound's working model and costs use that cell there, so calibration does too
+    (the k-points a user pays are counted on the user's own cell)."""
     rows = _rows(path, ids)
     if rows is None:
         return None
-    return {split: {g: [r[k] for r in rs] for k, g in enumerate(GROUPINGS)} for split, rs in rows.items()}
-
-
-def read_model_recip(path: Path, ids: dict[str, list[str]]) -> dict[str, np.ndarray] | None:
-    """{split: (n, 3) reciprocal lengths of the cell the model sees} from the groups file:
-    the bound's working model and costs are those of that cell in predict, so calibration
-    uses them too (the k-points a user pays are counted on the user's own cell)."""
-    rows = _rows(path, ids)
-    if rows is None:
-        return None
+    groups = {split: {g: [r[k] for r in rs] for k, g in enumerate(GROUPINGS)} for split, rs in rows.items()}
     try:
-        return {split: np.array([[float(x) for x in r[3:]] for r in rs], dtype=float).reshape(-1, 3)
-                for split, rs in rows.items()}
+        recip = {split: np.array([[float(x) for x in r[3:]] for r in rs], dtype=float).reshape(-1, 3)
+                 for split, rs in rows.items()}
     except ValueError as err:
         raise HarnessError(f"{path}: reciprocal lengths b1,b2,b3: {err}") from None
+    return groups, recip
 
 
 def _labels(groups) -> np.ndarray:

@@ -31,7 +31,6 @@ SAFETY_COLUMNS = ["l90_offset", "l90_coverage", "l90_worst_group", "l90_worst_gr
 # `python -m modellib.studies.group_conformal`; the leaderboard computes no features itself.
 GROUPS_FILE = group_bound.GROUPS_FILE
 GROUPINGS = group_bound.GROUPINGS
-read_groups = group_bound.read_groups
 COLUMNS = ["benchmark", "rank", "model", "kind", "mae", "mae_ci_low", "mae_ci_high", "beats_next_pct", "seeds_mae_mean",
            "seeds_mae_std", "n_seeds", "rmse", "r2",
            "max_error", "n_test", "n_train", "trained_on", "software", *SAFETY_COLUMNS]
@@ -223,8 +222,7 @@ def build_board(b: bm.Benchmark, definitions: dict[str, bm.Benchmark], submissio
     y_test = b.y("test")
     groups_path = Path(results_dir).parent / GROUPS_FILE.format(benchmark=b.name)
     split_ids = {s: b.ids[s] for s in ("val", "test")}
-    groups = read_groups(groups_path, split_ids)
-    model_recip = group_bound.read_model_recip(groups_path, split_ids)
+    groups, model_recip = group_bound.read_groups_file(groups_path, split_ids) or (None, None)
     rows = []
     for folder in sorted(p for p in Path(submissions_dir).glob("*") if p.is_dir()):
         if models_dir is not None and not (Path(models_dir) / folder.name).is_dir():

@@ -86,7 +86,7 @@ def test_committed_kspace_gbm_predictions_give_the_reported_numbers():
     sub = bm.load(bm.SUBSET, ROOT / "benchmarks")
     res = ROOT / "results" / "kspace_gbm" / sub.name
     path, ids = ROOT / group_bound.GROUPS_FILE.format(benchmark=sub.name), {s: sub.ids[s] for s in ("val", "test")}
-    groups, cells = group_bound.read_groups(path, ids), group_bound.read_model_recip(path, ids)
+    groups, cells = group_bound.read_groups_file(path, ids)
     d = {}
     for s in ("val", "test"):
         rows = read_csv_zip(res / f"{s}_continuous.csv.zip")

@@ -63,7 +63,7 @@ def grouped(task, fitted):
     est.m, est.metallicity_ = fitted.estimator.m, Metallicity()
     val = task.ids("val")[:200]
     path = paths.REPO_ROOT / group_bound.GROUPS_FILE.format(benchmark=task.benchmark.name)
-    groups, cells = group_bound.read_groups(path, {"val": val}), group_bound.read_model_recip(path, {"val": val})
+    groups, cells = group_bound.read_groups_file(path, {"val": val})
     return Fitted("physics_booster_grouped", est, y_val=fitted.y_val, p_val=fitted.p_val, val_recip=cells["val"],
                   val_groups=np.array([groups["val"][G] for G in group_bound.GROUPINGS]).T)
 

@@ -36,7 +36,7 @@ def test_predict_gives_the_benchmark_paths_per_group_bound(task, tmp_path):
     est.fit(task.X("train").loc[tr], task.benchmark.y("train", tr))
     ids = {"val": task.ids("val")[:N_VAL], "test": task.ids("test")[:N_TEST]}
     path = paths.REPO_ROOT / group_bound.GROUPS_FILE.format(benchmark=task.benchmark.name)
-    groups, cells = group_bound.read_groups(path, ids), group_bound.read_model_recip(path, ids)
+    groups, cells = group_bound.read_groups_file(path, ids)
     lab = {s: np.array([groups[s][G] for G in group_bound.GROUPINGS]).T for s in ids}
     formulas = {s: [task.materials.at[i, "formula"] for i in ids[s]] for s in ids}
     est.metallicity_ = GroupsFileMetallicity({f: m for s in ids for f, m in zip(formulas[s], lab[s][:, 0])})

@@ -55,9 +55,10 @@ def split_inputs(b) -> dict:
     the benchmark's own cell (where the k-points a user pays are counted)."""
     path = paths.results_dir().parent / gb.GROUPS_FILE.format(benchmark=b.name)
     ids = {s: b.ids[s] for s in ("val", "test")}
-    groups, cells = gb.read_groups(path, ids), gb.read_model_recip(path, ids)
-    if groups is None:
+    read = gb.read_groups_file(path, ids)
+    if read is None:
         raise HarnessError(f"{gb.GROUPS_FILE.format(benchmark=b.name)}: missing (run `python -m modellib.studies.group_conformal`)")
+    groups, cells = read
     return {s: {"y": b.y(s), "recip": cells[s], "count_recip": np.array([b.recip[i] for i in b.ids[s]]),
                 "lab": np.array([groups[s][G] for G in gb.GROUPINGS]).T} for s in ("val", "test")}
 

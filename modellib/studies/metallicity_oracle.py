@@ -94,14 +94,12 @@ def plus_u_shares(task, gaps: dict[str, float], pred_metal) -> dict:
     return {"missed": float(has_u[metal & ~pred].mean()), "found": float(has_u[metal & pred].mean()), "all": float(has_u.mean())}
 
 
-def bound_rows(gaps: dict[str, float], n_rep: int = N_REP) -> dict:
-    """Val halvings of the per-group bound with P(metal) labels and with oracle labels."""
-    from harness import benchmark as bm
+def bound_rows(val: dict, ids: list[str], gaps: dict[str, float], n_rep: int = N_REP) -> dict:
+    """Val halvings of the per-group bound with P(metal) labels and with oracle labels;
+    ``val``: modellib.studies.group_bound_choice.inputs()'s val split, of the ids ``ids``."""
     from harness import group_bound as gb
     from modellib.studies import group_bound_choice as gbc
 
-    val = gbc.inputs()["val"]
-    ids = bm.load(bm.SUBSET, paths.benchmarks_dir()).ids["val"]
     metal = np.array([gaps.get(i, np.nan) <= 0 for i in ids])
     point = {**gb.HYPER, "slack": gb.GROUP_SLACK}
     oracle = {**val, "lab": val["lab"].copy()}
@@ -157,10 +155,12 @@ def main(argv=None) -> int:
 
         gaps = oracle_gaps()
         task = Task.load(bm.load(bm.SUBSET, paths.benchmarks_dir()))
-        res = {"model": model_rows(task, load_fitted("kspace_gbm").estimator, gaps), "bound": bound_rows(gaps, a.n_rep)}
         from modellib.studies import group_bound_choice as gbc
 
-        res["plus_u"] = plus_u_shares(task, gaps, gbc.inputs()["val"]["lab"][:, 0] == "metal")
+        val = gbc.inputs()["val"]
+        res = {"model": model_rows(task, load_fitted("kspace_gbm").estimator, gaps),
+               "bound": bound_rows(val, task.ids("val"), gaps, a.n_rep),
+               "plus_u": plus_u_shares(task, gaps, val["lab"][:, 0] == "metal")}
     except HarnessError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
