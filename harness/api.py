@@ -463,6 +463,11 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
                 p.safe_kpoints = math.prod(p.safe_mesh)
             else:
                 p.flags["uncalibrated"] = problem
+            # the mesh the user will run: the safe one, else the predicted one
+            length, count = (p.safe_length, p.safe_kpoints) if p.safe_mesh else (p.predicted_length, p.kpoints)
+            note = sio.unreduced_cell_note(it.atoms.lattice_mat, length, count)
+            if note:
+                p.flags["unreduced_cell"] = note
         except HarnessError as err:
             p.error = str(err)
     return preds

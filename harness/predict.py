@@ -63,7 +63,7 @@ def render_text(header: str, preds) -> str:
         lines.append(line)
         notes += [f"  {p.id}: {p.flags[c]}" for c in shown]
     if notes:
-        lines += ["flags (outside the training data, or Γ-only):", *notes]
+        lines += ["flags (outside the training data, Γ-only, or a cell to reduce):", *notes]
     return "\n".join(lines)
 
 
@@ -177,7 +177,10 @@ def add_parser(sub) -> None:
         f"atoms closer\nthan {sio.MIN_DISTANCE_A:g} Å, a 2D/1D cell (> {sio.VACUUM_GAP_A:g} Å of vacuum along one or "
         "two lattice vectors), a mesh\nbeyond "
         f"{sio.MAX_MESH_AXIS} per axis or {sio.MAX_KPOINTS:,} k-points. A molecule in a box (≥ {sio.MOLECULE_GAP_A:g} Å "
-        "of vacuum along all three\nvectors) gets the Γ-only mesh 1x1x1 without a model.\n\n"
+        "of vacuum along all three\nvectors) gets the Γ-only mesh 1x1x1 without a model.\n"
+        f"Flagged, still predicted: inputs outside the training data (out_of_domain, ...), and a skewed\n"
+        f"(unreduced) cell whose mesh has ≥ {sio.UNREDUCED_KPOINT_RATIO:g}x the k-points of its Niggli-reduced "
+        "cell's at the same length\n(unreduced_cell: the note names the reduced mesh; the mesh stays on your cell).\n\n"
         "Output files (--out-dir DIR or --next-to-input, formats by --format): "
         + ", ".join(f"{f} -> {n}" for f, n in FILE_NAMES.items()) + ".\n"
         "With --out-dir, each input keeps its path relative to the current folder (a file outside it:\n"

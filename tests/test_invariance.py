@@ -140,3 +140,50 @@ def test_canonical_cell_is_the_primitive_cell(task):
     assert c.num_atoms == 2 and abs(c.volume - s.volume / 4) < 1e-6
     a, b = canonical_cell(pmg_to_atoms(s)), canonical_cell(sup)
     assert np.allclose(a.lattice_mat, b.lattice_mat) and list(a.elements) == list(b.elements)
+
+
+def test_unreduced_basis_same_length_and_flagged(task, fitted, tmp_path):
+    """Another basis of the same lattice (a2 + 3·a1, a3 − a2: what MD snapshots and cell
+    transformations produce) is the same crystal, so it gets the same length; its mesh at
+    that length has 3.6x the k-points of the reduced cell's for the same plane spacing, and
+    predict says so, naming the reduced mesh. The reduced cells (primitive, conventional,
+    supercell, rotated) are not flagged."""
+    from harness.structure_io import UNREDUCED_KPOINT_RATIO
+
+    mgo = _crystals(task)["MgO"]
+    prim = SpacegroupAnalyzer(mgo).get_primitive_standard_structure()
+    skews = {name: Structure(Lattice(np.array(M) @ prim.lattice.matrix), prim.species, prim.cart_coords,
+                             coords_are_cartesian=True, to_unit_cell=True)
+             for name, M in {"a2+3a1": [[1, 0, 0], [3, 1, 0], [0, 0, 1]],
+                             "a2+2a1,a3-a2": [[1, 0, 0], [2, 1, 0], [0, -1, 1]]}.items()}
+    variants = {**_variants(mgo, tmp_path, "MgO"), **skews}
+    preds = dict(zip(variants, api.predict_kpoints(list(variants.values()), model=fitted, progress=False)))
+    assert len({p.safe_length for p in preds.values()}) == 1
+    for k, p in preds.items():
+        assert p.ok, (k, p.error)
+        if k in skews:
+            ref = preds["primitive"]
+            assert p.safe_kpoints >= UNREDUCED_KPOINT_RATIO * ref.safe_kpoints, (k, p.safe_mesh, ref.safe_mesh)
+            assert "unreduced_cell" in p.flags, (k, p.safe_mesh)
+            assert f"{'x'.join(map(str, ref.safe_mesh))} ({ref.safe_kpoints:,}" in p.flags["unreduced_cell"]
+        else:
+            assert "unreduced_cell" not in p.flags, (k, p.flags)
+
+
+def test_unreduced_cell_note_is_rare_on_the_store(task):
+    """JARVIS' own cells are mostly reduced: at their converged lengths, 5-7 % of the test
+    cells have ≥ 1.5x the k-points of their Niggli-reduced cell (measured: 108 of 1,708)."""
+    from harness.kpoints import kpoint_count, reciprocal_lengths
+    from harness.structure_io import unreduced_cell_note
+
+    ids = task.ids("test")
+    y = task.benchmark.y("test", ids)
+    flagged = 0
+    for jid, L in zip(ids, y):
+        lat = task.materials.at[jid, "atoms"].lattice_mat
+        K = int(kpoint_count(reciprocal_lengths(lat), L))
+        note = unreduced_cell_note(lat, L, K)
+        if note:
+            flagged += 1
+            assert note.startswith(f"unreduced cell: at L = {L:g} Å its mesh has {K:,} k-points")
+    assert 0.03 * len(ids) < flagged < 0.10 * len(ids)
