@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import atomic
 from harness.errors import HarnessError
 from harness.kpoints import GRID, kpoint_count  # noqa: F401 (GRID re-exported: the 5 Å grid)
 
@@ -112,13 +111,10 @@ def tradeoff_plot(path: Path, models: dict, y_test, recip_test, fixed: float, tr
     P50…P99, train P90 marked) and the true lengths. ``models``: name -> (y_val,
     ŷ_val, ŷ_test). Deterministic bytes; written only when they change. Returns
     whether the file was (re)written."""
-    import io
+    from harness import plots  # first: it selects the Agg backend
 
-    import matplotlib
-    import matplotlib.ticker
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     y_test = np.asarray(y_test, dtype=float)
     fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
@@ -158,8 +154,4 @@ def tradeoff_plot(path: Path, models: dict, y_test, recip_test, fixed: float, tr
     ax.grid(True, which="both", lw=0.3, alpha=0.5)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    # No date or software version in the file: reruns give identical bytes.
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return atomic.write_if_changed(path, buf.getvalue())
+    return plots.save(fig, path)

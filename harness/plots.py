@@ -28,7 +28,13 @@ def parity_plot(path: Path, y_true, y_pred, title: str, units: str = "Å") -> No
     ax.set_title(f"{title}\nMAE {m['mae']:.2f}  R$^2$ {m['r2']:.3f}  (n={len(y_true):,} covered test ids)", fontsize=9)
     ax.set_aspect("equal")
     fig.tight_layout()
+    save(fig, path)
+
+
+def save(fig, path: Path) -> bool:
+    """Write ``fig`` as PNG (atomically, only when the bytes change) and close it; returns
+    whether the file was (re)written."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})  # no date or version: reruns give identical bytes
     plt.close(fig)
-    atomic.write_if_changed(path, buf.getvalue())
+    return atomic.write_if_changed(path, buf.getvalue())

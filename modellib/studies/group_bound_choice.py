@@ -18,7 +18,7 @@ Inputs are committed files only (no features, no refit): kspace_gbm's continuous
 predictions (checked against its run record), the definition's targets and lattice.csv,
 and the val/test group labels of results/domain. Runs in about 5 minutes on 2 cores.
 
-    python -m modellib.studies.group_bound_choice            # -> results/lco/group_bound.md, .json
+    python -m modellib.studies.group_bound_choice            # -> results/lco/group_bound.md, .json, .png
     python -m modellib.studies.group_bound_choice --n-rep 5 --out /tmp/gb   # a quick look
 """
 
@@ -276,6 +276,38 @@ def markdown(res: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+def plot(res: dict, path: Path) -> bool:
+    """results/lco/group_bound.png: each group's test coverage under the marginal L90 and the
+    per-group bound, with 95 % Wilson intervals (binomial, n the group's test materials),
+    against the issue's 88 % floor and the 90 % level. Returns whether it was (re)written."""
+    from harness import plots  # first: it selects the Agg backend
+
+    import matplotlib.pyplot as plt
+    from scipy.stats import binomtest
+
+    series = (("marginal L90", res["plain_l90"], "C0", -0.18), ("per-group bound", res["test"], "C3", 0.18))
+    groups = list(res["test"]["per_group"])
+    fig, ax = plt.subplots(figsize=(7, 0.42 * len(groups) + 2.2), dpi=110)
+    for name, r, color, dy in series:
+        for k, g in enumerate(groups):
+            cov, n = r["per_group"][g]
+            ci = binomtest(int(round(cov * n)), n).proportion_ci(0.95, method="wilson")
+            ax.errorbar([100 * cov], [k + dy], xerr=[[100 * (cov - ci.low)], [100 * (ci.high - cov)]], fmt="o", ms=5,
+                        color=color, capsize=2, lw=1, label=f"{name}: {100 * r['coverage']:.1f} % overall, "
+                        f"{r['kpoints']:,.0f} k-points" if k == 0 else None)
+    ax.axvline(100 * ISSUE_GROUP_FLOOR, color="0.3", ls="--", lw=0.8, label=f"{100 * ISSUE_GROUP_FLOOR:.0f} % per group (issue 12)")
+    ax.axvline(100 * (1 - ALPHA), color="firebrick", ls=":", lw=0.8, label=f"{100 * (1 - ALPHA):.0f} % level")
+    ax.set_yticks(range(len(groups)), [f"{g.split('=')[1]} (n {res['test']['per_group'][g][1]:,})" for g in groups], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("test materials with true length ≤ safe length (%)")
+    ax.set_title(f"{res['model']}: safe length per group on test (calibrated on val; 95 % Wilson intervals)\n"
+                 f"{res['benchmark']}: {res['n']['test']:,} covered test ids", fontsize=9)
+    ax.grid(True, axis="x", lw=0.3, alpha=0.5)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)
+    fig.tight_layout()
+    return plots.save(fig, path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m modellib.studies.group_bound_choice", description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-rep", type=int, default=N_REP, help=f"val halvings per grid point (default {N_REP})")
@@ -290,6 +322,7 @@ def main(argv=None) -> int:
         return 1
     out = a.out if a.out is not None else paths.results_dir() / "lco"
     report.write(out, "group_bound", "modellib.studies.group_bound_choice", argv, res, markdown)
+    plot(res, out / "group_bound.png")
     t = res["test"]
     print(f"[group_bound_choice] {time.time() - t0:.0f} s; chosen {_pt(res['chosen'])}; test {100 * t['coverage']:.1f} % covered, worst group "
           f"{100 * t['worst_coverage']:.1f} % ({t['worst_group']}), {t['kpoints']:,.0f} k-points; wrote {out / 'group_bound.md'}")

@@ -63,6 +63,13 @@ def test_committed_study_is_current(study, data):
     assert best["kpoints"] < study["test"]["kpoints"]
 
 
+def test_committed_plot_is_the_committed_study_drawn(study, tmp_path):
+    """results/lco/group_bound.png is drawn from group_bound.json (deterministic bytes)."""
+    assert gbc.plot(study, tmp_path / "group_bound.png")
+    assert (tmp_path / "group_bound.png").read_bytes() == STUDY.with_suffix(".png").read_bytes()
+    assert not gbc.plot(study, STUDY.with_suffix(".png"))  # unchanged: not rewritten
+
+
 def test_hindsight_floor_meets_the_targets_and_nothing_cheaper_does(data, monkeypatch):
     monkeypatch.setattr(gbc, "GRID", {"scale": (2.0, 4.0), "power": (0.2,), "metal_scale": (3.0,), "slack": (0.01,)})
     t = data["test"]
@@ -95,6 +102,7 @@ def test_study_files_are_the_same_with_any_n_jobs(tmp_path, monkeypatch):
     monkeypatch.setattr(gbc, "GRID", {"scale": (3.0, 4.0), "power": (0.2,), "metal_scale": (1.5,), "slack": (0.01,)})
     for n_jobs in (1, 2):
         assert gbc.main(["--n-rep", "2", "--n-jobs", str(n_jobs), "--out", str(tmp_path / str(n_jobs))]) == 0
+    assert (tmp_path / "1" / "group_bound.png").read_bytes() == (tmp_path / "2" / "group_bound.png").read_bytes()
     for name in ("group_bound.md", "group_bound.json"):
         one, two = ((tmp_path / d / name).read_text() for d in ("1", "2"))
         assert one == two.replace(f"--n-jobs 2 --out {tmp_path / '2'}", f"--n-jobs 1 --out {tmp_path / '1'}"), name
