@@ -78,8 +78,10 @@ def read(path: Path) -> dict:
 
 
 def complete(rec: dict) -> bool:
-    """A record written by a real run (not migrated from before records existed)."""
-    return not rec.get("migrated") and bool(rec["sha256"].get("artifact"))
+    """A record written by a real run (not migrated from before records existed) that has
+    every check a run makes (``predict_path``: records kept from before the check existed
+    get it on their next fit, though their predictions did not change)."""
+    return not rec.get("migrated") and bool(rec["sha256"].get("artifact")) and "predict_path" in rec
 
 
 def dumps(rec: dict) -> str:

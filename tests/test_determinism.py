@@ -29,9 +29,9 @@ def scratch(task, cache_root, tmp_path, monkeypatch):
     return out, models
 
 
-def run(out, models, capsys) -> None:
+def run(out, models, capsys, *extra) -> None:
     rc = cli.main(["run", "--all", "--scratch", str(out), "--limit", "80", "--n-jobs", "2", "--parallel", "1",
-                   "--models-dir", str(models)])
+                   "--models-dir", str(models), *extra])
     cap = capsys.readouterr()
     assert rc == 0, cap.out + cap.err
 
@@ -98,3 +98,19 @@ def test_date_time_and_record_are_kept_only_while_predictions_are_unchanged(scra
     assert fresh["date_submitted"] == time.strftime("%m-%d-%Y") and fresh["time_taken_seconds"] != {SUBMISSION: 123.0}
     new_rec = json.loads(rec_path.read_text())
     assert new_rec["fit_seconds"] != 9999.0 and new_rec["sha256"]["test_predictions"] == record.sha256_file(after)
+
+
+def test_a_record_from_before_the_predict_path_check_gets_it_on_the_next_fit(scratch, capsys):
+    """Same predictions keep the record, except one that lacks a check every run makes now:
+    a refit fills in predict_path (and says what that run measured)."""
+    out, models = scratch
+    run(out, models, capsys)
+    rec_path = run_record(out, "t_per_atom")
+    rec = json.loads(rec_path.read_text())
+    del rec["predict_path"]
+    rec["fit_seconds"] = 9999.0
+    rec_path.write_text(record.dumps(rec))
+    run(out, models, capsys, "--retrain")
+    new = json.loads(rec_path.read_text())
+    assert new["predict_path"]["checked"] > 0 and new["fit_seconds"] != 9999.0
+    assert new["sha256"]["test_predictions"] == rec["sha256"]["test_predictions"]  # the same predictions
