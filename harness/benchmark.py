@@ -240,6 +240,22 @@ def load_all(root: Path) -> list[Benchmark]:
     return sorted(out, key=lambda b: (-len(b.ids["test"]), b.name))
 
 
+def trained_on(root: Path, store_ids, store_sha256: str, where: str) -> Benchmark:
+    """The benchmark ``run`` trains on: the largest frozen definition the store (its ids and
+    sha256; ``where`` names it in errors) fully covers."""
+    defs = load_all(root)
+    if not defs:
+        raise HarnessError(f"{root}: no frozen benchmark; run `python -m harness benchmark freeze`")
+    problems = []
+    for d in defs:
+        problem = d.store_problem(store_ids, store_sha256)
+        if problem is None:
+            return d
+        problems.append(problem)
+    raise HarnessError(f"{where}: covers no frozen benchmark fully ({'; '.join(problems)}); "
+                       "train on what it covers with --scratch DIR (nothing goes to the leaderboard)")
+
+
 def definition_files(name: str, spec: dict, ids: dict[str, list[str]], targets: dict[str, dict[str, float]],
                      recip: dict[str, list[float]] | None) -> dict[str, bytes]:
     """The bytes of every file of a definition (the spec's hashes filled in)."""

@@ -78,17 +78,7 @@ def _choose_benchmark(args, materials, prov):
         files = subset_files(load_split(), materials, prov, name=bm.SCRATCH, limit=args.limit, frozen=False)
         bm.write(paths.benchmarks_dir(), bm.SCRATCH, files, overwrite=True)
         return bm.load(bm.SCRATCH, paths.benchmarks_dir())
-    defs = bm.load_all(paths.benchmarks_dir())
-    if not defs:
-        raise HarnessError(f"{paths.benchmarks_dir()}: no frozen benchmark; run `python -m harness benchmark freeze`")
-    problems = []
-    for d in defs:
-        problem = d.store_problem(materials.index, prov["sha256"])
-        if problem is None:
-            return d
-        problems.append(problem)
-    raise HarnessError(f"{prov['file']}: covers no frozen benchmark fully ({'; '.join(problems)}); "
-                       "train on what it covers with --scratch DIR (nothing goes to the leaderboard)")
+    return bm.trained_on(paths.benchmarks_dir(), materials.index, prov["sha256"], prov["file"])
 
 
 def cmd_run(args) -> int:

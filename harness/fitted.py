@@ -196,7 +196,7 @@ def _attach_groups(fitted: Fitted, definition, val_ids: list[str], results_dir: 
             fitted.group_problem = str(err)
             return
         if read is None:
-            fitted.group_problem = f"{groups_file}: missing (python -m modellib.studies.group_conformal writes it)"
+            fitted.group_problem = f"{groups_file}: missing (python -m modellib.studies.domain_profile writes it)"
             return
         groups, cells = read
         fitted.val_groups = np.array([groups["val"][G] for G in group_bound.GROUPINGS]).T

@@ -53,7 +53,7 @@ LENGTHS = np.arange(GRID, 205.0, GRID)  # candidate bounds, 5 … 200 Å
 HYPER = {"scale": 2.0, "power": 0.2, "metal_scale": 3.0}  # working model F: modellib.studies.group_bound_choice
 GROUP_SLACK = 0.01  # τ = 1 − α − slack, the per-group level: chosen with HYPER (results/lco/group_bound.md)
 METHOD = "cost-aware group-conditional conformal"
-GROUPS_FILE = "results/domain/{benchmark}.groups.csv"  # val/test labels and cells, by modellib.studies.group_conformal
+GROUPS_FILE = "results/domain/{benchmark}.groups.csv"  # val/test labels and cells, by modellib.studies.domain_profile
 
 
 def groups_of(n_atoms, spacegroups, p_metal, small_max_atoms: int = SMALL_CELL_MAX_ATOMS) -> list[dict]:
@@ -80,7 +80,7 @@ def _rows(path: Path, ids: dict[str, list[str]]) -> dict[str, list[list[str]]] |
     lines = Path(path).read_text().splitlines()
     if not lines or lines[0] != GROUPS_HEADER:
         raise HarnessError(f"{path}: line 1: expected the header {GROUPS_HEADER} (an older file? rerun "
-                           "`python -m modellib.studies.group_conformal`)")
+                           "`python -m modellib.studies.domain_profile`)")
     got: dict[str, dict[str, list[str]]] = {split: {} for split in ids}
     n_fields = len(GROUPS_HEADER.split(","))
     for n, line in enumerate(lines[1:], start=2):
@@ -94,7 +94,7 @@ def _rows(path: Path, ids: dict[str, list[str]]) -> dict[str, list[list[str]]] |
         missing = [i for i in want if i not in got[split]]
         if missing:
             raise HarnessError(f"{path}: no groups for {len(missing)} {split} id(s), e.g. {missing[0]} (rerun "
-                               "`python -m modellib.studies.group_conformal`)")
+                               "`python -m modellib.studies.domain_profile`)")
         out[split] = [got[split][i] for i in want]
     return out
 

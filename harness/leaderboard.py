@@ -28,7 +28,7 @@ SAFETY_COLUMNS = ["l90_offset", "l90_coverage", "l90_worst_group", "l90_worst_gr
                   "kpoints_saved_pct", "l90g_coverage", "l90g_worst_group", "l90g_worst_group_coverage",
                   "kpoints_mean_l90g"]
 # Group labels of the val and test ids (metal / cell size / crystal system), written by
-# `python -m modellib.studies.group_conformal`; the leaderboard computes no features itself.
+# `python -m modellib.studies.domain_profile`; the leaderboard computes no features itself.
 GROUPS_FILE = group_bound.GROUPS_FILE
 GROUPINGS = group_bound.GROUPINGS
 COLUMNS = ["benchmark", "rank", "model", "kind", "mae", "mae_ci_low", "mae_ci_high", "beats_next_pct", "seeds_mae_mean",

@@ -396,3 +396,41 @@ def test_a_model_with_continuous_predictions_is_calibrated_on_them(tmp_path, dat
     yc = float(f.estimator.predict_continuous(pd.DataFrame({"atoms": [a]}))[0])
     assert p.domain is None and "domain_unchecked" in p.flags  # a scratch benchmark has no domain profile
     assert p.safe_length == float(conformal.upper_bound(yc, q))  # the continuous prediction is bounded
+
+
+class _RuleMetallicity:
+    """A fixed P(metal) per formula (the real model takes minutes to fit from an empty cache)."""
+
+    def predict_proba_metal(self, formulas):
+        return [0.9 if any(e in f for e in ("Fe", "Ni", "Co", "Cu", "Ti")) else 0.1 for f in formulas]
+
+
+def test_domain_files_are_written_for_the_benchmark_run_trains_on(synthetic, monkeypatch):
+    """Online the store covers the official benchmark, whose domain profile and groups file
+    are not committed: `make run` writes them first (modellib.studies.domain_profile
+    --missing-only), for the benchmark `run` trains on, so predict checks the domain and
+    calibrates the per-group bound there too; existing files are left alone."""
+    from harness import domain, group_bound as gb
+    from modellib.features import metallicity
+    from modellib.studies import domain_profile
+
+    root = synthetic["root"]
+    monkeypatch.setenv(paths.OUTPUT_DIR_ENV, str(root))
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(synthetic["cache"]))
+    monkeypatch.setattr(metallicity, "fitted_metallicity", lambda *a, **k: _RuleMetallicity())
+    out = root / "results" / "domain"
+    assert domain_profile.main(["--missing-only", "--data-dir", str(synthetic["store"])]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["synth_full.groups.csv", "synth_full.json"]
+    full = bm.load("synth_full", root / "benchmarks")
+    profile = domain.load_profile(out / "synth_full.json")
+    assert profile["benchmark"] == {"name": "synth_full", "definition_sha256": full.definition_sha256}
+    assert profile["n_train"] == N["train"]
+    groups, cells = gb.read_groups_file(out / "synth_full.groups.csv", {s: full.ids[s] for s in ("val", "test")})
+    assert {len(groups[s]["metal"]) for s in groups} == {N["val"], N["test"]} and cells["test"].shape == (N["test"], 3)
+    assert set(groups["val"]["metal"]) <= {"metal", "non-metal"}
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / "synth_full.groups.csv").unlink()
+    assert domain_profile.main(["--missing-only", "--data-dir", str(synthetic["store"])]) == 0
+    assert (out / "synth_full.groups.csv").read_bytes() and (out / "synth_full.json").stat().st_mtime_ns == stamps["synth_full.json"]
+    # A named benchmark the store does not cover is one line, not a traceback.
+    assert domain_profile.main(["--benchmark", "no_such_benchmark"]) == 1

@@ -57,7 +57,7 @@ def split_inputs(b) -> dict:
     ids = {s: b.ids[s] for s in ("val", "test")}
     read = gb.read_groups_file(path, ids)
     if read is None:
-        raise HarnessError(f"{gb.GROUPS_FILE.format(benchmark=b.name)}: missing (run `python -m modellib.studies.group_conformal`)")
+        raise HarnessError(f"{gb.GROUPS_FILE.format(benchmark=b.name)}: missing (run `python -m modellib.studies.domain_profile --benchmark {b.name}`)")
     groups, cells = read
     return {s: {"y": b.y(s), "recip": cells[s], "count_recip": np.array([b.recip[i] for i in b.ids[s]]),
                 "lab": np.array([groups[s][G] for G in gb.GROUPINGS]).T} for s in ("val", "test")}

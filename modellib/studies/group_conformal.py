@@ -18,8 +18,9 @@ offset of its grouping. Relative scores (y − ŷ)/ŷ are supported (``score="re
 
 Groups: :func:`groups_of` (metal: P(metal) > 0.5 from modellib.features.metallicity;
 size: at most SMALL_CELL_MAX_ATOMS atoms, the train median; system: spglib crystal
-system, symprec 0.01), each of the canonical cell predict hands the model; the groups
-file also keeps that cell's reciprocal lengths, on which harness.group_bound calibrates.
+system, symprec 0.01), each of the canonical cell predict hands the model, read from the
+groups file that modellib.studies.domain_profile writes (it also keeps that cell's
+reciprocal lengths, on which harness.group_bound calibrates).
 
 Choice (val only, 200 random halvings of val; results/lco/calibration.md): for kspace_gbm's
 committed (snapped) predictions, additive max-Mondrian over (metal, size, system) with the
@@ -245,26 +246,6 @@ def markdown(res: dict, meta: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-GROUPS_SUFFIX = ".groups.csv"
-
-
-def bm_name() -> str:
-    from harness import benchmark as bm
-
-    return bm.SUBSET
-
-
-def write_groups(path: Path, groups: dict) -> None:
-    """results/domain/<benchmark>.groups.csv: the group labels (metal, size, system) and
-    reciprocal lengths of the cell the model sees, of every val and test id, which the
-    leaderboard reads for the per-group bound and each row's worst group (it computes no
-    features itself). Floats as repr: read back bit for bit."""
-    lines = [gb.GROUPS_HEADER] + [f"{s},{i},{g['metal']},{g['size']},{g['system']},"
-                                  + ",".join(repr(float(x)) for x in g["recip"])
-                                  for s in ("val", "test") for i, g in groups[s].items()]
-    atomic.write_text(path, "\n".join(lines) + "\n")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m modellib.studies.group_conformal", description=__doc__.split("\n\n")[0])
     ap.add_argument("--items", type=Path, default=None,
@@ -275,9 +256,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     try:
         res, meta = run(a.items, a.n_rep)
-        groups = meta.pop("_groups")
         out = a.out if a.out is not None else paths.results_dir() / "lco"
-        write_groups(paths.results_dir() / "domain" / f"{meta.get('benchmark', bm_name())}{GROUPS_SUFFIX}", groups)
         cmd = "python -m modellib.studies.group_conformal" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
         atomic.write_text(out / "calibration.md", markdown(res, meta, cmd))
         slim = {p: {m: {"val_halvings": r["val_halvings"], "test": r["test"], "offsets": r["offsets"]}
@@ -295,27 +274,18 @@ def run(items_path: Path | None, n_rep: int = 200) -> tuple[dict, dict]:
 
     from modellib.studies import lco
     from harness.conformal import fixed_length
-    from modellib.features.metallicity import fitted_metallicity
-    from modellib.features.physics import physics_features
-    from harness.kpoints import kpoint_count, reciprocal_lengths
-    from harness.structure_io import canonical_cell
+    from harness.kpoints import kpoint_count
 
     t0 = time.time()
     bench, materials = lco.load_store()
     ids = {s: list(bench.ids[s]) for s in ("val", "test")}
     y = {s: bench.y(s) for s in ids}
     recip = {s: np.array([bench.recip[i] for i in ids[s]]) for s in ids}
-    print("[group_conformal] groups: metallicity model, spglib ...", flush=True)
-    met = fitted_metallicity(paths.cache_dir(), n_jobs=1)
-    groups, model_recip = {}, {}
-    for s in ids:
-        # Labels and cells of the cell the model sees in predict (the canonical cell), so that
-        # calibration and predict place a material in the same group with the same costs.
-        cells = [canonical_cell(a) for a in materials.loc[ids[s], "atoms"]]
-        F = physics_features(cells, paths.cache_dir())
-        groups[s] = groups_of(F["n_atoms"].to_numpy(), F["spacegroup"].to_numpy(),
-                              met.predict_proba_metal(list(materials.loc[ids[s], "formula"])))
-        model_recip[s] = [reciprocal_lengths(c.lattice_mat) for c in cells]
+    path = paths.results_dir().parent / gb.GROUPS_FILE.format(benchmark=bench.name)
+    read = gb.read_groups_file(path, ids)
+    if read is None:
+        raise HarnessError(f"{path}: missing (run `python -m modellib.studies.domain_profile --benchmark {bench.name}`)")
+    groups = {s: [dict(zip(gb.GROUPINGS, row)) for row in zip(*(read[0][s][G] for G in gb.GROUPINGS))] for s in ids}
     pred_sets, notes = {}, {}
     folder = paths.results_dir() / "kspace_gbm" / bench.name
     from harness.record import sha256_file
@@ -356,7 +326,6 @@ def run(items_path: Path | None, n_rep: int = 200) -> tuple[dict, dict]:
             "kpoints_fixed": float(kpoint_count(recip["test"], fixed).mean()),
             "chosen": {p: choose(rows) for p, rows in res.items()}, "inputs_sha256": inputs}
     print(f"[group_conformal] done in {time.time() - t0:.0f} s", flush=True)
-    meta["_groups"] = {s: {i: {**g, "recip": r} for i, g, r in zip(ids[s], groups[s], model_recip[s])} for s in ids}
     return res, meta
 
 
