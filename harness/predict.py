@@ -171,7 +171,7 @@ def add_parser(sub) -> None:
         "scale is the cell volume) or CIF (by suffix or content; each data block with atoms is one\n"
         "structure, id FILE#BLOCK).\n"
         "Refused with a one-line error each, the other structures still processed, exit 1: a missing,\n"
-        f"unreadable or > {sio.MAX_FILE_BYTES // 2**20} MiB file, no atoms, unknown elements, more than "
+        f"unreadable or > {sio.MAX_FILE_BYTES // 2**20} MiB file, no atoms, unknown elements (or beyond Lr), more than "
         "--max-atoms atoms,\npartial occupancies, a degenerate cell (< "
         f"{sio.MIN_VOLUME_PER_ATOM_A3:g} Å³ per atom, lattice planes < {sio.MIN_PLANE_SPACING_A:g} Å apart), "
         f"atoms closer\nthan {sio.MIN_DISTANCE_A:g} Å, a 2D/1D cell (> {sio.VACUUM_GAP_A:g} Å of vacuum along one or "

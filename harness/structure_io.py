@@ -22,6 +22,7 @@ Nothing heavy is imported at module import (``python -m harness predict --help``
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -258,6 +259,18 @@ def _valid_symbol(symbol: str) -> bool:
     return Element.is_valid_symbol(symbol)
 
 
+@functools.lru_cache(maxsize=None)
+def _jarvis_knows(symbol: str) -> bool:
+    """jarvis-tools has element data (an atomic number) for ``symbol``: not beyond Lr (Z 103),
+    where its Specie gives NaN and symmetry finding fails."""
+    from jarvis.core.specie import Specie
+
+    try:
+        return math.isfinite(float(Specie(symbol).Z))
+    except Exception:  # jarvis raises on symbols it lacks entirely
+        return False
+
+
 def read_poscar_text(text: str, where: str, max_atoms: int | None = None):
     """(jarvis Atoms, flags) of a POSCAR/CONTCAR text, via pymatgen's parser."""
     from pymatgen.io.vasp.inputs import Poscar
@@ -476,7 +489,7 @@ def closest_pair(atoms, cutoff: float):
 def check(atoms, where: str, max_atoms: int = MAX_ATOMS) -> tuple[int, dict]:
     """(dimensionality, flags) of a jarvis Atoms, or HarnessError ``where: fault``.
 
-    Refused: no atoms, unknown elements, more than ``max_atoms``, non-finite numbers,
+    Refused: no atoms, unknown elements (or ones jarvis lacks: Z > 103), more than ``max_atoms``, non-finite numbers,
     a degenerate cell (volume per atom < 1 Å³, lattice planes < 0.25 Å apart), atoms
     (or an atom and its own image) closer than 0.5 Å, > 10 Å of vacuum along one or two
     lattice vectors (2D / 1D). ≥ 6 Å of vacuum along all three is a molecule:
@@ -490,6 +503,10 @@ def check(atoms, where: str, max_atoms: int = MAX_ATOMS) -> tuple[int, dict]:
     unknown = sorted({e for e in elements if not _valid_symbol(e)})
     if unknown:
         raise HarnessError(f"{where}: unknown element(s) {', '.join(unknown)}")
+    unsupported = sorted({e for e in elements if not _jarvis_knows(e)})
+    if unsupported:
+        raise HarnessError(f"{where}: element(s) {', '.join(unsupported)} not supported (jarvis-tools has element data "
+                           "up to Lr, Z 103)")
     _too_many(n, max_atoms, where)
     lat = np.asarray(atoms.lattice_mat, dtype=float)
     frac = np.asarray(atoms.frac_coords, dtype=float)
