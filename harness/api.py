@@ -299,16 +299,18 @@ def _batches(items: list[sio.Item]) -> list[list[sio.Item]]:
     return out
 
 
-def _estimate(estimator, batch: list[sio.Item], name: str) -> list[float | str]:
+def _estimate(estimator, batch: list[sio.Item], name: str, near: bool = False) -> list[float | str]:
     """Predicted lengths of a batch (one estimator.predict call); when that fails, each
-    structure alone, so one structure the model cannot handle fails alone."""
+    structure alone, so one structure the model cannot handle fails alone. ``near``: of
+    the Items' near-symmetry cells (Item.near_cell) instead of their model cells."""
     import numpy as np
     import pandas as pd
 
     def frame(its):
         # The model sees each crystal's standardized primitive cell: the same crystal gets
         # the same length in whatever cell, orientation or site order it was given.
-        return pd.DataFrame({"formula": [i.formula for i in its], "atoms": [i.model_cell for i in its]},
+        cells = [i.near_cell if near else i.model_cell for i in its]
+        return pd.DataFrame({"formula": [i.formula for i in its], "atoms": cells},
                             index=pd.Index([i.id for i in its], name="jid"))
 
     try:
@@ -318,7 +320,7 @@ def _estimate(estimator, batch: list[sio.Item], name: str) -> list[float | str]:
         return [float(v) for v in y]
     except Exception as err:  # contributor models raise anything
         if len(batch) > 1:
-            return [r for it in batch for r in _estimate(estimator, [it], name)]
+            return [r for it in batch for r in _estimate(estimator, [it], name, near)]
         return [f"model {name} failed on this structure ({type(err).__name__}: {one_line(err)})"]
 
 
@@ -365,13 +367,48 @@ def _group_bound(y: float, cell, p_metal: float, params: dict) -> tuple[float, d
     return float(L[0]), lab
 
 
+def _safe_length(yb: float, cell, p_metal, rep, offset: float, params) -> tuple[float, dict | None]:
+    """(safe length, per-group labels or None) of one reading (ŷ and the canonical cell it
+    came from): in domain the per-group bound (or L90 without per-group calibration), out of
+    domain never below the conservative rule of harness.domain (chosen by leave-chemistry-out
+    evaluation, results/lco/lco.md)."""
+    from harness import conformal, domain
+
+    L = float(conformal.upper_bound(yb, offset)) if rep is None else float(domain.safe_length(yb, offset, rep))
+    if params is None or p_metal is None:
+        return L, None
+    gL, group = _group_bound(yb, cell, p_metal, params)
+    return (gL if rep is None or rep.in_domain else max(gL, L)), group
+
+
+def _near_readings(fitted, items: list[sio.Item], bulk: list[int]) -> dict[int, float | str]:
+    """{position in ``bulk``: ŷ (continuous where the bound is calibrated on it) of the
+    near-symmetry cell} for the bulk Items that have one (sio.NEAR_SYMPREC)."""
+    pos = [n for n, k in enumerate(bulk) if items[k].near_cell is not None]
+    if not pos:
+        return {}
+    view = _Continuous(fitted.estimator) if getattr(fitted, "continuous", False) else fitted.estimator
+    got = []
+    for batch in _batches([items[bulk[n]] for n in pos]):
+        got += _estimate(view, batch, fitted.name, near=True)
+    return dict(zip(pos, got))
+
+
+def _near_note(it: sio.Item, L: float, L_near: float) -> str:
+    from harness import domain
+
+    sg, sg_near = domain.spacegroup_number(it.model_cell), domain.spacegroup_number(it.near_cell)
+    return (f"within {sio.NEAR_SYMPREC:g} Å of space group {sg_near} ({domain.crystal_system(sg_near)}), which "
+            f"{sio.CANONICAL_SYMPREC:g} Å reads as {sg} ({domain.crystal_system(sg)}): the safe length is the larger "
+            f"of the two readings ({L:g} and {L_near:g} Å); symmetrize the structure for the ideal crystal's answer")
+
+
 def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALPHA,
                   progress: bool = True, per_group: bool = True) -> list[KpointPrediction]:
     """Predictions for checked Items with a loaded ``Fitted`` (needed only when some
     Item is a bulk structure). ``per_group``: the safe length holds per group (metal /
     size / crystal system, harness.group_bound) where the model allows it, else the
     marginal L90."""
-    from harness import conformal, domain
     from harness.kpoints import reciprocal_lengths
 
     if not 0 < alpha < 1:
@@ -420,6 +457,7 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
         cont, view = [], _Continuous(fitted.estimator)
         for batch in batches:
             cont += _estimate(view, batch, fitted.name)
+    near = _near_readings(fitted, items, bulk) if offset is not None else {}
     for n, (k, y, rep, yc) in enumerate(zip(bulk, lengths, reports, cont)):
         p, it = preds[k], items[k]
         p.model = fitted.name
@@ -446,19 +484,18 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
                     p.flags["coverage_unmeasured"] = ("no measurement backs a 90 % bound for this chemistry: the safe "
                                                       "length is a conservative guess (harness.domain, tier 3)")
             if offset is not None:
-                # In domain: L90. Out of domain: the conservative bound of harness.domain
-                # (chosen by leave-chemistry-out evaluation, results/lco/lco.md).
                 yb = yc if isinstance(yc, float) and math.isfinite(yc) and yc > 0 else y
-                p.safe_length = (float(conformal.upper_bound(yb, offset)) if rep is None
-                                 else float(domain.safe_length(yb, offset, rep)))
-                p.bound = "marginal"
-                if params is not None and p_metal is not None:
-                    # per group in domain; out of domain also never below the conservative rule
-                    gL, p.group = _group_bound(yb, it.model_cell, p_metal[n], params)
-                    p.safe_length = gL if rep is None or rep.in_domain else max(gL, p.safe_length)
-                    p.bound = "per-group"
-                elif per_group:
+                pm = p_metal[n] if p_metal is not None else None
+                p.safe_length, p.group = _safe_length(yb, it.model_cell, pm, rep, offset, params)
+                p.bound = "per-group" if p.group is not None else "marginal"
+                if p.group is None and per_group:
                     p.flags["marginal_bound"] = f"safe length holds on average, not per group: {why_marginal}"
+                yn = near.get(n)
+                if isinstance(yn, float) and math.isfinite(yn) and yn > 0:
+                    # Another reading of the same crystal's symmetry: never the smaller answer.
+                    L_near, _ = _safe_length(yn, it.near_cell, pm, rep, offset, params)
+                    p.flags["near_symmetry"] = _near_note(it, p.safe_length, L_near)
+                    p.safe_length = max(p.safe_length, L_near)
                 p.safe_mesh = sio.mesh_for(recip, p.safe_length, where)
                 p.safe_kpoints = math.prod(p.safe_mesh)
             else:

@@ -70,6 +70,7 @@ class Item:
     flags: dict = field(default_factory=dict)  # code -> message: outside the training domain, not wrong
     error: str | None = None
     _model_cell: object = field(default=None, repr=False)
+    _near_cell: object = field(default=False, repr=False)  # False: not computed yet
 
     @property
     def model_cell(self):
@@ -78,6 +79,21 @@ class Item:
         if self._model_cell is None and self.atoms is not None:
             self._model_cell = canonical_cell(self.atoms)
         return self._model_cell
+
+    @property
+    def near_cell(self):
+        """The canonical cell at the loose tolerance NEAR_SYMPREC when it finds another space
+        group than CANONICAL_SYMPREC (the structure is within NEAR_SYMPREC of a more symmetric
+        crystal: relaxation noise, rounded coordinates), else None; computed once."""
+        if self._near_cell is False:
+            self._near_cell = None
+            if self.atoms is not None:
+                from harness.domain import spacegroup_number
+
+                near = canonical_cell(self.atoms, NEAR_SYMPREC)
+                if spacegroup_number(near) != spacegroup_number(self.model_cell):
+                    self._near_cell = near
+        return self._near_cell
 
 
 # ---------------------------------------------------------------- files
@@ -596,11 +612,16 @@ def unreduced_cell_note(lattice_mat, length: float, kpoints: int) -> str | None:
 
 
 # Tolerance for finding the symmetry of a user's cell (pymatgen's SpacegroupAnalyzer
-# default): loose enough for relaxed/CIF-rounded coordinates.
+# default): the model was fitted and calibrated on canonical cells found with it.
 CANONICAL_SYMPREC = 0.01
+# A looser reading (Materials Project's symmetry tolerance): random displacements of
+# 0.002 Å (a relaxation without symmetry) turn MgO's cubic cell orthorhombic or trigonal at
+# 0.01 Å, and with it the per-group bound's group (30 -> 25 Å). Predict takes the larger
+# safe length of the two readings (2 % of JARVIS' own val/test crystals read differently).
+NEAR_SYMPREC = 0.1
 
 
-def canonical_cell(atoms):
+def canonical_cell(atoms, symprec: float = CANONICAL_SYMPREC):
     """The cell the model sees: spglib's standardized primitive cell of ``atoms`` (same
     crystal, same answer whether it came as CIF or POSCAR, rotated, with sites permuted,
     as primitive, conventional or supercell). The k-mesh is then built on the user's own
@@ -617,8 +638,7 @@ def canonical_cell(atoms):
     kinds = sorted(set(symbols))
     numbers = [kinds.index(s) + 1 for s in symbols]
     try:
-        cell = spglib.standardize_cell((lat, frac, numbers), to_primitive=True, no_idealize=False,
-                                       symprec=CANONICAL_SYMPREC)
+        cell = spglib.standardize_cell((lat, frac, numbers), to_primitive=True, no_idealize=False, symprec=symprec)
     except Exception:  # spglib raises on degenerate input; the checks already passed
         cell = None
     if cell is None:

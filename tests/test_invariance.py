@@ -187,3 +187,31 @@ def test_unreduced_cell_note_is_rare_on_the_store(task):
             flagged += 1
             assert note.startswith(f"unreduced cell: at L = {L:g} Å its mesh has {K:,} k-points")
     assert 0.03 * len(ids) < flagged < 0.10 * len(ids)
+
+
+@pytest.mark.parametrize("bound", ["marginal", "per-group"])
+def test_relaxation_noise_never_lowers_the_safe_length(task, fitted, grouped, bound):
+    """Atoms displaced by 0.002 Å (a relaxation without symmetry) can read as another space
+    group at spglib's 0.01 Å (MgO: cubic -> trigonal, orthorhombic), and the per-group bound
+    would follow its group down (30 -> 25 Å for kspace_gbm). Predict also reads the crystal
+    at 0.1 Å and takes the larger safe length, flagging near_symmetry: the noisy crystal
+    never gets less than the ideal one."""
+    model = fitted if bound == "marginal" else grouped
+    mgo = _crystals(task)["MgO"]
+    prim = SpacegroupAnalyzer(mgo).get_primitive_standard_structure()
+    ideal = {"primitive": prim, "supercell": prim * (2, 2, 2)}
+    noisy, flagged = {}, 0
+    for name, s in ideal.items():
+        for seed in range(4):
+            shift = np.random.default_rng(seed).normal(scale=2e-3, size=(len(s), 3))
+            noisy[(name, seed)] = Structure(s.lattice, s.species, s.cart_coords + shift, coords_are_cartesian=True)
+    ref = {k: p for k, p in zip(ideal, api.predict_kpoints(list(ideal.values()), model=model, progress=False))}
+    assert ref["primitive"].safe_length == ref["supercell"].safe_length and "near_symmetry" not in ref["primitive"].flags
+    for (name, seed), p in zip(noisy, api.predict_kpoints(list(noisy.values()), model=model, progress=False)):
+        assert p.safe_length >= ref[name].safe_length, (name, seed, p.safe_length, p.flags)
+        if "near_symmetry" in p.flags:
+            flagged += 1
+            assert "within 0.1 Å of space group 225 (cubic)" in p.flags["near_symmetry"]
+        else:
+            assert p.safe_length == ref[name].safe_length
+    assert flagged >= 2  # these seeds do break the symmetry at 0.01 Å (measured: 3 of 8)

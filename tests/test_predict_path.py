@@ -4,7 +4,8 @@ fits and predicts on the canonical cell, the cell predict hands every model), th
 group labels and the same cells for the per-group bound (the groups file holds the
 canonical cell's). Otherwise the bound is calibrated on inputs predict never gives: with
 kspace_gbm fitted on JARVIS cells, predict covered 87.5 % of the test ids where the
-benchmark reported 89.7 %."""
+benchmark reported 89.7 %. (The one exception, a crystal within 0.1 Å of more symmetry,
+gets the larger of both readings: never less than the benchmark's.)"""
 
 from __future__ import annotations
 
@@ -53,4 +54,9 @@ def test_predict_gives_the_benchmark_paths_per_group_bound(task, tmp_path):
     preds = api.predict_kpoints(atoms, model=fitted, ids=ids["test"], progress=False)
     assert all(q.bound == "per-group" for q in preds)
     assert [tuple(q.group[G] for G in group_bound.GROUPINGS) for q in preds] == [tuple(r) for r in lab["test"]]
-    assert np.array_equal([q.safe_length for q in preds], expected)
+    # Identical, except where the crystal is within 0.1 Å of more symmetry than 0.01 Å finds:
+    # there predict takes the larger of the two readings (flag near_symmetry), never less.
+    near = np.array(["near_symmetry" in q.flags for q in preds])
+    got = np.array([q.safe_length for q in preds])
+    assert np.array_equal(got[~near], expected[~near])
+    assert np.all(got[near] >= expected[near]) and near.mean() < 0.05
