@@ -138,6 +138,11 @@ class Plan:
     """Files to write per prediction index, after collision and existence checks."""
 
     files: dict[int, dict[str, Path]] = field(default_factory=dict)
+    # With --overwrite, earlier outputs of formats not asked for this time, which would
+    # disagree with the new ones: removed under --out-dir (folders this tool made, one per
+    # input), only named next to the input (the user's own run folder).
+    stale: dict[int, list[Path]] = field(default_factory=dict)
+    remove_stale: bool = False
 
 
 def plan(preds, formats, out_dir: Path | None = None, next_to_input: bool = False, overwrite: bool = False) -> Plan:
@@ -176,6 +181,12 @@ def plan(preds, formats, out_dir: Path | None = None, next_to_input: bool = Fals
             preds[k].error = f"{_name(preds[k])}: {next(p for p in existing if p.is_dir())} is a folder: cannot write there"
             continue
         result.files[k] = files
+        if overwrite:
+            folder = next(iter(files.values())).parent
+            old = [folder / FILE_NAMES[f] for f in FORMATS if f not in files and (folder / FILE_NAMES[f]).is_file()]
+            if old:
+                result.stale[k] = old
+    result.remove_stale = out_dir is not None
     return result
 
 
@@ -201,6 +212,7 @@ def write(preds, the_plan: Plan, which: str = "safe") -> int:
     n = 0
     for k, files in the_plan.files.items():
         p = preds[k]
+        p.files = [str(path) for path in files.values()]  # what kspacing.json lists
         try:
             texts = {fmt: render(fmt, p, which) for fmt in files}
         except HarnessError as err:
@@ -216,4 +228,16 @@ def write(preds, the_plan: Plan, which: str = "safe") -> int:
                        + (f"; written before the failure: {', '.join(done)}" if done else ""))
         p.files = done
         n += len(done)
+        if the_plan.remove_stale and not p.error:
+            for path in the_plan.stale.get(k, []):
+                path.unlink(missing_ok=True)
     return n
+
+
+def stale_warnings(preds, the_plan: Plan) -> list[str]:
+    """One line per prediction whose folder keeps earlier outputs of other formats
+    (next to the input, where they are not removed)."""
+    if the_plan.remove_stale:
+        return []
+    return [f"{_name(preds[k])}: {', '.join(str(x) for x in old)} from an earlier run kept (not in --format); they may "
+            f"disagree with the new files" for k, old in the_plan.stale.items() if not preds[k].error]

@@ -133,6 +133,8 @@ def cmd_predict(args) -> int:
                 plan = ko.plan(preds, formats, Path(args.out_dir) if args.out_dir else None, args.next_to_input,
                                args.overwrite)
                 ko.write(preds, plan, which)
+                for line in ko.stale_warnings(preds, plan):
+                    print(f"warning: {line}", file=sys.stderr)
             except HarnessError as err:
                 write_error = str(err)
 

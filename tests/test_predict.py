@@ -74,6 +74,13 @@ def test_predict_real_poscar_and_cif_in_every_format(model, structures, task, ca
         assert json.loads((folder / "kpts.json").read_text()) == {"size": r["safe_mesh"], "gamma": True}
         record = json.loads((folder / "kspacing.json").read_text())
         assert record["safe_mesh"] == r["safe_mesh"] and record["id"] == r["id"]
+        assert sorted(record["files"]) == sorted(r["files"])  # the file lists the files written with it
+    # Again with --overwrite and only vasp, another level: the other formats' files of the first
+    # run would contradict the new KPOINTS, so they go (the folders are predict's own).
+    rc, out, err = _run(capsys, *structures["files"], "--json", "--out-dir", out_dir, "--overwrite", "--alpha", "0.3")
+    assert rc == 0, err
+    for r, f in zip(json.loads(out)["structures"], structures["files"]):
+        assert sorted(p.name for p in (out_dir / f.name).iterdir()) == ["KPOINTS"]
 
 
 def test_text_output(model, structures, capsys):
@@ -179,6 +186,13 @@ def test_output_paths_never_collide_and_nothing_is_overwritten(model, task, caps
     assert targets[0].read_text() == "the user's own KPOINTS\n" and targets[1].read_bytes() == stamp[targets[1]]
     rc, out, err = _run(capsys, f1, "--out-dir", out_dir, "--overwrite")
     assert rc == 0 and targets[0].read_text().splitlines()[1:] == stamp[targets[0]].decode().splitlines()[1:]
+    # next to the input, --overwrite replaces what was asked for and only names the other formats' old files
+    (f1.parent / "kpts.json").write_text('{"size": [1, 1, 1], "gamma": true}\n')
+    rc, out, err = _run(capsys, f1, "--next-to-input", "--overwrite")
+    assert rc == 0 and (f1.parent / "kpts.json").is_file() and (f1.parent / "KPOINTS").is_file()
+    assert f"warning: {f1}: {f1.parent / 'kpts.json'} from an earlier run kept (not in --format)" in err
+    (f1.parent / "kpts.json").unlink()
+    (f1.parent / "KPOINTS").unlink()
     # next to the input: two structures in one folder would share one KPOINTS: both refused
     contcar = f3.parent / "CONTCAR"
     shutil.copy(f1, contcar)
