@@ -355,10 +355,18 @@ def read_poscar_text(text: str, where: str, max_atoms: int | None = None):
         try:
             counts = [int(t) for t in lines[6].split()]
         except ValueError:
-            counts = [1]  # several species lines (VASP 6 long lists): pymatgen reads them
-        if sum(counts) <= 0:
+            counts = None  # several species lines (VASP 6 long lists): pymatgen reads them
+        if counts is not None and sum(counts) <= 0:
             raise HarnessError(f"{where}: no atoms (the POSCAR's atom counts are empty or zero)")
-    _too_many(sum(counts), max_atoms, where)
+    if counts is not None:
+        _too_many(sum(counts), max_atoms, where)
+        # line 7 holds the counts; then an optional "Selective dynamics" line, the Direct/Cartesian
+        # line and one position per atom (pymatgen's own error here is a bare IndexError)
+        first = 8 + (len(lines) > 7 and lines[7].strip()[:1] in "sS")
+        have = sum(1 for ln in lines[first:first + sum(counts)] if len(ln.split()) >= 3)
+        if have < sum(counts):
+            raise HarnessError(f"{where}: the atom counts ({' '.join(map(str, counts))}) give {sum(counts)} atoms, but "
+                               f"only {have} position line(s) follow")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

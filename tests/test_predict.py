@@ -110,6 +110,7 @@ def test_each_bad_input_is_one_line_naming_the_file_and_the_rest_still_run(model
         "unknown": "x\n1.0\n3 0 0\n0 3 0\n0 0 3\nXx O\n1 1\ndirect\n0 0 0\n0.5 0.5 0.5\n",
         # a real element jarvis-tools has no data for (Z > 103: NaN atomic number)
         "superheavy": "RfO\n1.0\n0 3 3\n3 0 3\n3 3 0\nRf O\n1 1\ndirect\n0 0 0\n0.5 0.5 0.5\n",
+        "short": "MgO\n1.0\n0 2.1 2.1\n2.1 0 2.1\n2.1 2.1 0\nMg O\n2 2\nDirect\n0 0 0\n0.5 0.5 0.5\n",
         "bad_cif": "data_x\n_cell_length_a 3\nloop_\n_atom_site_type_symbol\n_atom_site_fract_x\nO 0.1 0.2\n",
         "no_atoms_cif": "data_x\n_cell_length_a 4\n_cell_length_b 4\n_cell_length_c 4\n_cell_angle_alpha 90\n"
                         "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P 1'\n",
@@ -119,7 +120,7 @@ def test_each_bad_input_is_one_line_naming_the_file_and_the_rest_still_run(model
         "vasp4": "my cell\n1.0\n4.2 0 0\n0 4.2 0\n0 0 4.2\n1 1\ndirect\n0 0 0\n0.5 0.5 0.5\n",
     }
     names = {"missing": "POSCAR-missing", "garbage": "garbage.vasp", "empty": "POSCAR-empty",
-             "no_atoms": "POSCAR-no-atoms", "unknown": "POSCAR-unknown", "superheavy": "POSCAR-Rf", "bad_cif": "broken.cif",
+             "no_atoms": "POSCAR-no-atoms", "unknown": "POSCAR-unknown", "superheavy": "POSCAR-Rf", "short": "POSCAR-short", "bad_cif": "broken.cif",
              "no_atoms_cif": "no-atoms.cif", "overlap": "POSCAR-overlap", "flat": "POSCAR-flat", "vasp4": "POSCAR-vasp4"}
     bad = {}
     for case, content in files.items():
@@ -145,6 +146,7 @@ def test_each_bad_input_is_one_line_naming_the_file_and_the_rest_still_run(model
     assert "no atoms" in text["no_atoms"] and "no atoms" in text["no_atoms_cif"]
     assert "unknown element(s) Xx" in text["unknown"]
     assert "element(s) Rf not supported" in text["superheavy"]
+    assert "the atom counts (2 2) give 4 atoms, but only 2 position line(s) follow" in text["short"]
     assert "cannot read as CIF" in text["bad_cif"]
     assert "overlapping atoms" in text["overlap"] and "0 Å apart" in text["overlap"]
     assert "degenerate cell" in text["flat"]
