@@ -69,6 +69,7 @@ class KpointPrediction:
     bound: str | None = None  # how safe_length was set: "per-group" (harness.group_bound) or "marginal" (L90)
     group: dict | None = None  # its metal / size / system labels, with the per-group bound
     error: str | None = None
+    write_error: str | None = None  # its output files could not be written (CLI); the prediction stands
     files: list = field(default_factory=list)  # files written for it (CLI)
 
     @property

@@ -118,7 +118,7 @@ def folders(preds, out_dir: Path | None = None, next_to_input: bool = False) -> 
             continue
         if next_to_input:
             if not p.source:
-                p.error = f"{p.id}: not read from a file, so there is no input folder to write next to"
+                p.write_error = f"{p.id}: not read from a file, so there is no input folder to write next to"
                 out.append(None)
                 continue
             out.append(Path(p.source).parent)
@@ -147,7 +147,7 @@ class Plan:
 
 def plan(preds, formats, out_dir: Path | None = None, next_to_input: bool = False, overwrite: bool = False) -> Plan:
     """Target files of every prediction; a collision (two predictions, one path) or an
-    existing file (unless ``overwrite``) sets that prediction's ``error`` and drops all
+    existing file (unless ``overwrite``) sets that prediction's ``write_error`` and drops all
     of its files (a structure gets all its files or none)."""
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
@@ -165,20 +165,20 @@ def plan(preds, formats, out_dir: Path | None = None, next_to_input: bool = Fals
         if len(ks) > 1:
             for k in ks:
                 others = ", ".join(_name(preds[j]) for j in ks if j != k)
-                preds[k].error = preds[k].error or (
+                preds[k].write_error = preds[k].write_error or (
                     f"{_name(preds[k])}: output {path} would also be written for {others}: refused for both, nothing "
                     f"written (--out-dir keeps each input's folder path apart)")
     result = Plan()
     for k, files in targets.items():
-        if preds[k].error:
+        if preds[k].error or preds[k].write_error:
             continue
         existing = [p for p in files.values() if p.exists()]
         if existing and not overwrite:
-            preds[k].error = (f"{_name(preds[k])}: {existing[0]} exists: refused, never overwritten (nothing written for "
+            preds[k].write_error = (f"{_name(preds[k])}: {existing[0]} exists: refused, never overwritten (nothing written for "
                               f"this structure; remove it or pass --overwrite)")
             continue
         if any(p.is_dir() for p in existing):
-            preds[k].error = f"{_name(preds[k])}: {next(p for p in existing if p.is_dir())} is a folder: cannot write there"
+            preds[k].write_error = f"{_name(preds[k])}: {next(p for p in existing if p.is_dir())} is a folder: cannot write there"
             continue
         result.files[k] = files
         if overwrite:
@@ -205,7 +205,7 @@ def check_writable(folder: Path) -> None:
 
 
 def write(preds, the_plan: Plan, which: str = "safe") -> int:
-    """Write the planned files (atomically); a failure sets that prediction's error.
+    """Write the planned files (atomically); a failure sets that prediction's write_error.
     Returns the number of files written; each prediction's ``files`` lists its own."""
     from harness import atomic
 
@@ -216,7 +216,7 @@ def write(preds, the_plan: Plan, which: str = "safe") -> int:
         try:
             texts = {fmt: render(fmt, p, which) for fmt in files}
         except HarnessError as err:
-            p.error = str(err) if str(err).startswith(f"{p.id}: ") else f"{_name(p)}: {err}"
+            p.write_error = str(err) if str(err).startswith(f"{p.id}: ") else f"{_name(p)}: {err}"
             continue
         done = []
         try:
@@ -224,11 +224,11 @@ def write(preds, the_plan: Plan, which: str = "safe") -> int:
                 atomic.write_text(path, texts[fmt])
                 done.append(str(path))
         except OSError as err:
-            p.error = (f"{_name(p)}: cannot write {path} ({type(err).__name__}: {err.strerror or err})"
+            p.write_error = (f"{_name(p)}: cannot write {path} ({type(err).__name__}: {err.strerror or err})"
                        + (f"; written before the failure: {', '.join(done)}" if done else ""))
         p.files = done
         n += len(done)
-        if the_plan.remove_stale and not p.error:
+        if the_plan.remove_stale and not p.write_error:
             for path in the_plan.stale.get(k, []):
                 path.unlink(missing_ok=True)
     return n
@@ -240,4 +240,4 @@ def stale_warnings(preds, the_plan: Plan) -> list[str]:
     if the_plan.remove_stale:
         return []
     return [f"{_name(preds[k])}: {', '.join(str(x) for x in old)} from an earlier run kept (not in --format); they may "
-            f"disagree with the new files" for k, old in the_plan.stale.items() if not preds[k].error]
+            f"disagree with the new files" for k, old in the_plan.stale.items() if not preds[k].write_error]

@@ -138,9 +138,9 @@ def cmd_predict(args) -> int:
             except HarnessError as err:
                 write_error = str(err)
 
-    failed = [p for p in preds if p.error]
+    failed = [p for p in preds if p.error or p.write_error]
     for p in failed:
-        print(f"error: {p.error}", file=sys.stderr)
+        print(f"error: {p.error or p.write_error}", file=sys.stderr)
     if write_error:
         print(f"error: {write_error}", file=sys.stderr)
     if args.json:

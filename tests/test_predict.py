@@ -185,6 +185,7 @@ def test_output_paths_never_collide_and_nothing_is_overwritten(model, task, caps
     targets[0].write_text("the user's own KPOINTS\n")
     rc, out, err = _run(capsys, f1, f2, f3, "--out-dir", out_dir)
     assert rc == 1 and err.count("exists: refused, never overwritten") == 3
+    assert all(str(f) in out for f in (f1, f2, f3))  # the predictions are still shown
     assert targets[0].read_text() == "the user's own KPOINTS\n" and targets[1].read_bytes() == stamp[targets[1]]
     rc, out, err = _run(capsys, f1, "--out-dir", out_dir, "--overwrite")
     assert rc == 0 and targets[0].read_text().splitlines()[1:] == stamp[targets[0]].decode().splitlines()[1:]
