@@ -162,6 +162,21 @@ def test_partial_occupancy_is_refused(tmp_path):
     assert it.error == f"{f}: partial occupancies are not supported (give an ordered cell)"
 
 
+@pytest.mark.parametrize("occ, ordered", [("0.999", True), ("1.002", True), ("0.99", False), ("0.95", False)])
+def test_occupancy_within_a_percent_of_one_is_an_ordered_site(tmp_path, occ, ordered):
+    """Rounded refinements (0.999, 1.002: common in database exports) are one atom per site."""
+    f = tmp_path / "rocksalt.cif"
+    f.write_text("data_x\n_cell_length_a 4.21\n_cell_length_b 4.21\n_cell_length_c 4.21\n_cell_angle_alpha 90\n"
+                 "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'F m -3 m'\n"
+                 "_symmetry_Int_Tables_number 225\nloop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n"
+                 f"_atom_site_fract_y\n_atom_site_fract_z\n_atom_site_occupancy\nMg1 Mg 0 0 0 {occ}\nO1 O 0.5 0.5 0.5 1\n")
+    [it] = collect([f])
+    if ordered:
+        assert it.error is None and it.formula == "MgO" and it.n_atoms == 8
+    else:
+        assert it.error == f"{f}: partial occupancies are not supported (give an ordered cell)"
+
+
 # ---------------------------------------------------------------- caps
 
 
