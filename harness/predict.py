@@ -63,7 +63,7 @@ def render_text(header: str, preds) -> str:
         lines.append(line)
         notes += [f"  {p.id}: {p.flags[c]}" for c in shown]
     if notes:
-        lines += ["flags (outside the training data, Γ-only, or a cell to reduce):", *notes]
+        lines += ["flags (where the input lies outside the training data, or how it was read):", *notes]
     return "\n".join(lines)
 
 

@@ -297,6 +297,10 @@ def read_poscar_text(text: str, where: str, max_atoms: int | None = None):
 
     lines = text.splitlines()
     flags = {}
+    frames = sum(1 for ln in lines if ln.strip().lower().startswith("direct configuration="))
+    if frames > 1:  # an XDATCAR: pymatgen's POSCAR parser reads its first frame
+        flags["first_frame"] = (f"a trajectory (XDATCAR, {frames} frames): its first frame was read; for the relaxed "
+                                "structure give the CONTCAR")
     if len(lines) < 7:
         raise HarnessError(f"{where}: cannot read as POSCAR (only {len(lines)} lines); CIF content needs a data_ "
                            f"block with _cell_ and _atom_site_ tags")

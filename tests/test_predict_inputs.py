@@ -309,3 +309,13 @@ def test_refusal_limits_sit_outside_the_covered_train_set(task, offline):
     assert shortest > 1.4 * sio.MIN_DISTANCE_A
     gaps = atoms.map(lambda a: max(sio.vacuum_gaps(a)))
     assert gaps.max() < sio.VACUUM_GAP_A
+
+
+def test_a_trajectory_is_read_as_its_first_frame_and_says_so(tmp_path):
+    frame = "0 0 0\n0.5 0.5 0.5\n"
+    f = tmp_path / "XDATCAR"
+    f.write_text("MgO run\n1\n0 2.1 2.1\n2.1 0 2.1\n2.1 2.1 0\nMg O\n1 1\n"
+                 f"Direct configuration=     1\n{frame}Direct configuration=     2\n{frame}")
+    [it] = collect([f])
+    assert it.error is None and it.formula == "MgO"
+    assert it.flags["first_frame"].startswith("a trajectory (XDATCAR, 2 frames): its first frame was read")
