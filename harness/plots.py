@@ -31,10 +31,13 @@ def parity_plot(path: Path, y_true, y_pred, title: str, units: str = "Å") -> No
     save(fig, path)
 
 
-def save(fig, path: Path) -> bool:
+def save(fig, path: Path, source: str | None = None) -> bool:
     """Write ``fig`` as PNG (atomically, only when the bytes change) and close it; returns
-    whether the file was (re)written."""
+    whether the file was (re)written. ``source``: a PNG text chunk naming the data drawn (a
+    digest), by which a test tells a current plot from a stale one without comparing
+    pixels (font rendering may differ by a bit between processes)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})  # no date or version: reruns give identical bytes
+    meta = {"Software": None, **({"Source": source} if source else {})}
+    fig.savefig(buf, format="png", metadata=meta)  # no date or version: reruns give identical bytes
     plt.close(fig)
     return atomic.write_if_changed(path, buf.getvalue())

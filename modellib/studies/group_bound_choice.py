@@ -305,7 +305,16 @@ def plot(res: dict, path: Path) -> bool:
     ax.grid(True, axis="x", lw=0.3, alpha=0.5)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)
     fig.tight_layout()
-    return plots.save(fig, path)
+    return plots.save(fig, path, source=plot_source(res))
+
+
+def plot_source(res: dict) -> str:
+    """What the plot draws, as a digest (its PNG's Source text chunk)."""
+    import hashlib
+    import json
+
+    drawn = {k: res[k] for k in ("model", "benchmark", "n", "test", "plain_l90")}
+    return "group_bound.json sha256 " + hashlib.sha256(json.dumps(drawn, sort_keys=True).encode()).hexdigest()
 
 
 def main(argv=None) -> int:
