@@ -94,7 +94,9 @@ class Item:
             if self.atoms is not None:
                 from harness.domain import spacegroup_number
 
-                near = canonical_cell(self.atoms, NEAR_SYMPREC)
+                # from the model cell: the same crystal, and usually a few atoms where the
+                # user's cell may have thousands (spglib's time grows with the atoms)
+                near = canonical_cell(self.model_cell, NEAR_SYMPREC)
                 if spacegroup_number(near) != spacegroup_number(self.model_cell):
                     self._near_cell = near
         return self._near_cell
