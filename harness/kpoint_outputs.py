@@ -217,6 +217,7 @@ def write(preds, the_plan: Plan, which: str = "safe") -> int:
             texts = {fmt: render(fmt, p, which) for fmt in files}
         except HarnessError as err:
             p.write_error = str(err) if str(err).startswith(f"{p.id}: ") else f"{_name(p)}: {err}"
+            p.files = []  # nothing was written
             continue
         done = []
         try:
