@@ -58,12 +58,17 @@ def _select(args, models_dir: Path) -> tuple[list, list[tuple[str, str]]]:
             bad.append((path.name, str(err)))
     folders.sort(key=lambda m: (m.meta.get("run_order", 100), m.name))
     known = {m.name: m for m in folders}
-    if args.all:
-        return folders, bad
-    unknown = [n for n in args.names if n not in known and not (models_dir / n).is_dir()]
+    hidden = [n for n in ([] if args.all else args.names) if n.startswith(("_", "."))]
+    if hidden:
+        raise HarnessError(f"{models_dir.name}/{hidden[0]}/: folders starting with _ or . are not models (templates, "
+                           f"caches); copy one with `python -m harness new-model NAME`")
+    unknown = [n for n in ([] if args.all else args.names) if n not in known and not (models_dir / n).is_dir()]
     if unknown:
         raise HarnessError(f"no model folder {models_dir.name}/{unknown[0]}/ (known: {', '.join(known) or 'none'})")
-    return [known[n] for n in args.names if n in known], [(n, e) for n, e in bad if n in args.names]
+    selected = folders if args.all else [known[n] for n in args.names if n in known]
+    dangling = registry.dependency_problems(selected, models_dir)  # such a model fails alone, as an invalid folder
+    bad = [(n, e) for n, e in bad if args.all or n in args.names] + [(n, e) for n, e in dangling]
+    return [m for m in selected if m.name not in {n for n, _ in dangling}], bad
 
 
 def _choose_benchmark(args, materials, prov):
@@ -144,7 +149,7 @@ def _run_models(args, selected, benchmark: str, models_dir: Path, client=None) -
                 f"{', inputs unchanged: saved fit reused' if o.reused else ', predictions unchanged' if not o.changed else ''})"
                 if o.ok else f"FAILED: {o.message}")
         print(f"{o.name}: {text}", flush=True)
-        if o.ok and o.message:
+        if o.ok and o.message and not o.reused:  # reuse is said in the line above
             print(f"warning: {o.message}", flush=True)
 
     needs = {m.name: list(m.meta.get("needs", [])) for m in selected}
@@ -225,7 +230,7 @@ def cmd_validate(args) -> int:
     from harness import registry, validate
 
     folders, errors = registry.discover(_models_dir(args))
-    problems = list(errors)
+    problems = list(errors) + [e for _, e in registry.dependency_problems(folders, _models_dir(args))]
     for m in folders:
         try:
             m.load_module()
@@ -258,9 +263,10 @@ def cmd_leaderboard(args) -> int:
     n_rows = sum(len(b.rows) for b in boards)
     if args.check:
         if not current:
-            print("leaderboard.csv or the README tables are stale: run `python -m harness leaderboard`", file=sys.stderr)
+            print("leaderboard.csv, the README tables or the trade-off plot are stale: run `python -m harness leaderboard`",
+                  file=sys.stderr)
             return 1
-        print(f"leaderboard.csv and README tables are current ({len(boards)} benchmarks, {n_rows} rows)")
+        print(f"leaderboard.csv, README tables and trade-off plot are current ({len(boards)} benchmarks, {n_rows} rows)")
         return 0
     print(f"wrote leaderboard.csv and the README tables ({len(boards)} benchmarks, {n_rows} rows)")
     return 0
@@ -474,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     from harness import numeric_env
 
     numeric_env.apply()  # before numpy loads: the same kernels on every machine (see numeric_env.py)
+    # spglib ≥ 2.5 prints its internal tolerance retries ("ssm_get_exact_positions failed") to
+    # stderr unless told not to; they are not failures (spglib#338) and read like ones to users.
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run" and not args.all and not args.names:

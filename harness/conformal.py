@@ -154,4 +154,16 @@ def tradeoff_plot(path: Path, models: dict, y_test, recip_test, fixed: float, tr
     ax.grid(True, which="both", lw=0.3, alpha=0.5)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    return plots.save(fig, path)
+    return plots.save(fig, path, source=tradeoff_source(models, y_test, recip_test, fixed, train_targets))
+
+
+def tradeoff_source(models: dict, y_test, recip_test, fixed: float, train_targets) -> str:
+    """What tradeoff_plot draws, as a digest (the PNG's Source chunk): `harness leaderboard
+    --check` compares it, so a new model's curve cannot be left out of the committed plot."""
+    from harness import plots
+
+    parts = [np.asarray(y_test, dtype=float), np.asarray(recip_test, dtype=float), float(fixed),
+             np.asarray(train_targets, dtype=float)]
+    for name, arrays in sorted(models.items()):
+        parts += [name, *(np.asarray(a, dtype=float) for a in arrays)]
+    return plots.digest(*parts)

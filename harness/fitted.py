@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import benchmark as bm
-from harness import paths, record
+from harness import paths, record, registry
 from harness.errors import HarnessError
 
 # The model used when leaderboard.csv names none of ours with a saved artifact.
@@ -158,6 +158,9 @@ def load_fitted(name: str, cache_dir: Path | None = None, models_dir: Path | Non
     benchmarks_dir = Path(benchmarks_dir or paths.benchmarks_dir())
     models_dir = Path(models_dir or paths.models_dir())
     bench = trained_benchmark(name, results_dir, benchmarks_dir)
+    if bench is None and not (models_dir / name).is_dir():
+        known = sorted(p.name for p in registry.model_dirs(models_dir))
+        raise HarnessError(f"no model folder {models_dir.name}/{name}/ (known: {', '.join(known) or 'none'})")
     if bench is None:
         raise HarnessError(f"{results_dir / name}: no run record; run `python -m harness run {name}`")
     folder = record.results_folder(results_dir, name, bench)

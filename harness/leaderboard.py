@@ -379,11 +379,19 @@ def rebuild(output_dir: Path, reference_dir: Path | None, models_dir: Path | Non
     if not check:
         atomic.write_if_changed(lb_csv, new_csv)
         atomic.write_if_changed(readme, new_readme)
-        for board in boards:
-            curves = {r.model: r.calibration for r in board.rows if r.calibration is not None}
-            b = board.benchmark
-            if board.fixed is not None and curves:
-                recip = np.array([b.recip[i] for i in b.ids["test"]])
-                conformal.tradeoff_plot(results_dir / tradeoff_plot_name(b.name), curves, b.y("test"), recip,
-                                        board.fixed["length"], b.y("train"))
+    from harness import plots
+
+    for board in boards:
+        curves = {r.model: r.calibration for r in board.rows if r.calibration is not None}
+        b = board.benchmark
+        if board.fixed is None or not curves:
+            continue
+        recip = np.array([b.recip[i] for i in b.ids["test"]])
+        args = (curves, b.y("test"), recip, board.fixed["length"], b.y("train"))
+        plot = results_dir / tradeoff_plot_name(b.name)
+        if not check:
+            conformal.tradeoff_plot(plot, *args)
+        elif plots.source_of(plot) != conformal.tradeoff_source(*args):  # its curves are not the board's models'
+            current = False
+            notes.append(f"{plot.relative_to(output_dir)}: stale (drawn from other predictions than the board's)")
     return current, boards, notes

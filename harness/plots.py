@@ -41,3 +41,30 @@ def save(fig, path: Path, source: str | None = None) -> bool:
     fig.savefig(buf, format="png", metadata=meta)  # no date or version: reruns give identical bytes
     plt.close(fig)
     return atomic.write_if_changed(path, buf.getvalue())
+
+
+def source_of(path: Path) -> str | None:
+    """The Source text chunk ``save`` wrote into a PNG (None: no file, no chunk, not a PNG)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.text.get("Source")
+    except (OSError, UnidentifiedImageError):
+        return None
+
+
+def digest(*parts) -> str:
+    """A plot's Source text: sha256 over its inputs (arrays by their float64 bytes, other
+    values by their repr), so that a check can tell a current plot from a stale one."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray) or isinstance(part, (list, tuple)) and part and isinstance(part[0], (int, float)):
+            h.update(np.ascontiguousarray(part, dtype="<f8").tobytes())
+        else:
+            h.update(repr(part).encode())
+        h.update(b"|")
+    return "inputs sha256 " + h.hexdigest()
+

@@ -99,6 +99,16 @@ def model_dirs(models_dir: Path = MODELS_DIR) -> list[Path]:
     return sorted(p for p in Path(models_dir).glob("*") if p.is_dir() and not p.name.startswith(("_", ".", "__")))
 
 
+def dependency_problems(folders: list[ModelFolder], models_dir: Path = MODELS_DIR) -> list[tuple[str, str]]:
+    """(model name, one line) per ``needs``/``after`` entry that names no model folder: the
+    scheduler orders only the models of a run, so a misspelt name would otherwise be
+    dropped and the model started without what it waits for."""
+    present = {p.name for p in model_dirs(models_dir)}
+    return [(m.name, f"{_rel(m.path / METADATA_FILE)}: {field}: no model folder {Path(models_dir).name}/{d}/"
+                     f" (known: {', '.join(sorted(present - {m.name})) or 'none'})")
+            for m in folders for field in ("needs", "after") for d in m.meta.get(field, []) if d not in present]
+
+
 def discover(models_dir: Path = MODELS_DIR) -> tuple[list[ModelFolder], list[str]]:
     """Valid folders (sorted by run_order, then name) and the errors of invalid ones."""
     ok, errors = [], []

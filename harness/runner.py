@@ -94,6 +94,20 @@ def _failure(model: ModelFolder, err: BaseException) -> str:
     return f"{where}: {type(err).__name__}: {text}{loc}"
 
 
+def _positional(raw, X, where: str, what: str):
+    """A model's output, refused when it cannot be one value per row of ``X`` in X's order.
+    Why: predictions are matched to materials by position; a pandas result sorted or
+    reindexed by material id would otherwise be scored against the wrong materials."""
+    if raw is None:
+        raise HarnessError(f"{where}: {what} returned None (it must return one number per row of X, in X's order)")
+    index = getattr(raw, "index", None)
+    if (hasattr(index, "equals") and len(index) == len(X) and not index.equals(X.index)
+            and set(index) == set(X.index)):
+        raise HarnessError(f"{where}: {what} returned a {type(raw).__name__} whose index is X's ids in another "
+                           "order: predictions are matched to X's rows by position (return them in X's row order)")
+    return raw
+
+
 def fit_predict(task: Task, model: ModelFolder, ctx: ModelContext):
     """(estimator, {split: predictions aligned to task.ids(split)}, fit seconds, total seconds)."""
     where = _rel(model.path / "model.py")
@@ -106,7 +120,7 @@ def fit_predict(task: Task, model: ModelFolder, ctx: ModelContext):
     fit_s = time.perf_counter() - t0
     preds = {}
     for split in ("val", "test"):
-        raw = estimator.predict(task.X(split))
+        raw = _positional(estimator.predict(task.X(split)), task.X(split), where, "predict")
         if len(np.ravel(raw)) != len(task.ids(split)):
             raise HarnessError(f"{where}: predict returned {len(np.ravel(raw))} values for {len(task.ids(split))} {split} materials")
         try:
@@ -115,7 +129,7 @@ def fit_predict(task: Task, model: ModelFolder, ctx: ModelContext):
             raise HarnessError(f"{where}: {err}") from None
     if callable(getattr(estimator, "predict_continuous", None)):
         for split in ("val", "test"):
-            raw = estimator.predict_continuous(task.X(split))
+            raw = _positional(estimator.predict_continuous(task.X(split)), task.X(split), where, "predict_continuous")
             try:
                 preds[f"{split}_continuous"] = task.check_predictions(split, task.ids(split), raw)
             except HarnessError as err:

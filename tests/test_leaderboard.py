@@ -40,6 +40,26 @@ def test_committed_leaderboard_and_readme_are_current():
     assert current, "run `python -m harness leaderboard` and commit leaderboard.csv + README.md"
 
 
+def test_a_trade_off_plot_missing_a_model_is_stale(copy_out, tmp_path):
+    """The trade-off plot carries a digest of the predictions it draws: a model added to
+    the board (its curve absent from the committed plot) makes `--check` fail, naming the
+    plot, although leaderboard.csv and the README tables were rebuilt."""
+    models = tmp_path / "models"
+    for name in ("train_median", "rf_composition"):
+        shutil.copytree(paths.models_dir() / name, models / name)
+    shutil.copy(ROOT / "README.md", copy_out / "README.md")
+    leaderboard.rebuild(copy_out, None, models)  # the plot of two models
+    plot = copy_out / "results" / leaderboard.tradeoff_plot_name(bm.SUBSET)
+    assert leaderboard.rebuild(copy_out, None, models, check=True)[0]
+    shutil.copytree(paths.models_dir() / "kspace_gbm", models / "kspace_gbm")
+    before = plot.read_bytes()
+    leaderboard.rebuild(copy_out, None, models)  # csv/README gain kspace_gbm, and so does the plot
+    assert plot.read_bytes() != before
+    plot.write_bytes(before)  # a contributor who committed csv + README but not the plot
+    current, _, notes = leaderboard.rebuild(copy_out, None, models, check=True)
+    assert not current and any(n.startswith(f"results/{plot.name}: stale") for n in notes)
+
+
 def test_rows_are_recomputed_and_ignore_self_reported_numbers(copy_out):
     subset = bm.load(bm.SUBSET, copy_out / "benchmarks")
     subs = copy_out / "submissions"

@@ -47,6 +47,12 @@ BROKEN = {
     "t_nan": (with_predict("np.full(len(X), np.nan)"), {},
               r"t_nan/model\.py: val predictions: 40 non-finite value\(s\), first at id JVASP-"),
     "t_strings": (with_predict("['x'] * len(X)"), {}, r"t_strings/model\.py: ValueError: could not convert string to float: 'x'"),
+    "t_none": (with_predict("None"), {}, r"t_none/model\.py: predict returned None \(it must return one number per row"),
+    # sorted by material id: scored by position, it would be silently misaligned
+    "t_reordered": (with_predict("__import__('pandas').Series(30.0 + np.arange(len(X)), index=X.index).sort_index(ascending=False)"),
+                    {}, r"t_reordered/model\.py: predict returned a Series whose index is X's ids in another order"),
+    "t_misspelt_needs": (PER_ATOM_COUNT, {"needs": ["t_goood"]},
+                         r"t_misspelt_needs/model\.yaml: needs: no model folder \S+/t_goood/ \(known: "),
 }
 GOOD = ("t_good", "t_median")
 
@@ -121,6 +127,9 @@ def test_selected_models_only_report_their_own_failures(in_process, models_dir, 
     assert "t_no_yaml" not in cap.err
     rc = cli.main(["run", "nope", *args])
     assert rc == 2 and capsys.readouterr().err.startswith(f"error: no model folder {models_dir.name}/nope/ (known: ")
+    (models_dir / "_draft").mkdir(exist_ok=True)  # skipped by --all; named, it is refused, not silently skipped
+    rc = cli.main(["run", "_draft", *args])
+    assert rc == 2 and capsys.readouterr().err.startswith(f"error: {models_dir.name}/_draft/: folders starting with _ or .")
 
 
 def test_validate_lists_every_broken_folder(models_dir, capsys, tmp_path, monkeypatch):
@@ -128,7 +137,8 @@ def test_validate_lists_every_broken_folder(models_dir, capsys, tmp_path, monkey
     rc = cli.main(["validate", "--models-dir", str(models_dir)])
     err = capsys.readouterr().err
     assert rc == 1
-    for name in ("t_bad_meta", "t_no_yaml", "t_bad_yaml", "t_import_error", "t_syntax_error", "t_exit_on_import", "t_no_make_model"):
+    for name in ("t_bad_meta", "t_no_yaml", "t_bad_yaml", "t_import_error", "t_syntax_error", "t_exit_on_import", "t_no_make_model",
+                 "t_misspelt_needs"):
         assert re.search(BROKEN[name][2], err), (name, err)
     # fit/predict faults only show when training: validate passes those folders
     ok, _ = registry.discover(models_dir)
