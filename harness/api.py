@@ -357,28 +357,29 @@ def _domain_reports(fitted, items: list, p_metal) -> list:
     return domain.check_many([it.model_cell for it in items], [it.formula for it in items], profile, p_metal=p_metal)
 
 
-def _group_bound(y: float, cell, p_metal: float, params: dict) -> tuple[float, dict]:
+def _group_bound(y: float, cell, p_metal: float, params: dict, point: float) -> tuple[float, dict]:
     """Per-group safe length and labels of one structure, both from ``cell``, the canonical
-    cell the model saw (so that they do not depend on the user's choice of cell)."""
+    cell the model saw (so that they do not depend on the user's choice of cell); its mesh
+    is never coarser than that of the recommended length ``point``."""
     from harness import domain, group_bound
     from harness.kpoints import reciprocal_lengths
 
     [lab] = group_bound.groups_of([cell.num_atoms], [domain.spacegroup_number(cell)], [p_metal])
-    L = group_bound.bound([y], [reciprocal_lengths(cell.lattice_mat)], [lab], params)
+    L = group_bound.bound([y], [reciprocal_lengths(cell.lattice_mat)], [lab], params, point=[point])
     return float(L[0]), lab
 
 
-def _safe_length(yb: float, cell, p_metal, rep, offset: float, params) -> tuple[float, dict | None]:
+def _safe_length(yb: float, cell, p_metal, rep, offset: float, params, point: float) -> tuple[float, dict | None]:
     """(safe length, per-group labels or None) of one reading (ŷ and the canonical cell it
-    came from): in domain the per-group bound (or L90 without per-group calibration), out of
-    domain never below the conservative rule of harness.domain (chosen by leave-chemistry-out
-    evaluation, results/lco/lco.md)."""
+    came from; ``point`` the recommended length): in domain the per-group bound (or L90
+    without per-group calibration), out of domain never below the conservative rule of
+    harness.domain (chosen by leave-chemistry-out evaluation, results/lco/lco.md)."""
     from harness import conformal, domain
 
     L = float(conformal.upper_bound(yb, offset)) if rep is None else float(domain.safe_length(yb, offset, rep))
     if params is None or p_metal is None:
         return L, None
-    gL, group = _group_bound(yb, cell, p_metal, params)
+    gL, group = _group_bound(yb, cell, p_metal, params, point)
     return (gL if rep is None or rep.in_domain else max(gL, L)), group
 
 
@@ -487,14 +488,14 @@ def predict_items(items: list[sio.Item], fitted=None, alpha: float = DEFAULT_ALP
             if offset is not None:
                 yb = yc if isinstance(yc, float) and math.isfinite(yc) and yc > 0 else y
                 pm = p_metal[n] if p_metal is not None else None
-                p.safe_length, p.group = _safe_length(yb, it.model_cell, pm, rep, offset, params)
+                p.safe_length, p.group = _safe_length(yb, it.model_cell, pm, rep, offset, params, y)
                 p.bound = "per-group" if p.group is not None else "marginal"
                 if p.group is None and per_group:
                     p.flags["marginal_bound"] = f"safe length holds on average, not per group: {why_marginal}"
                 yn = near.get(n)
                 if isinstance(yn, float) and math.isfinite(yn) and yn > 0:
                     # Another reading of the same crystal's symmetry: never the smaller answer.
-                    L_near, _ = _safe_length(yn, it.near_cell, pm, rep, offset, params)
+                    L_near, _ = _safe_length(yn, it.near_cell, pm, rep, offset, params, y)
                     p.flags["near_symmetry"] = _near_note(it, p.safe_length, L_near)
                     p.safe_length = max(p.safe_length, L_near)
                 p.safe_mesh = sio.mesh_for(recip, p.safe_length, where)

@@ -36,6 +36,7 @@ class Fitted:
     continuous: bool = False  # calibrated on predict_continuous: bound that, not the snapped prediction
     val_recip: np.ndarray | None = None  # reciprocal lengths of the val cells the model sees (the groups file)
     val_groups: np.ndarray | None = None  # (n_val, 3) metal / size / system labels (harness.group_bound)
+    point_val: np.ndarray | None = None  # the model's predicted (reported) val lengths: the per-group bound's floor
     group_problem: str | None = None  # why there is no per-group bound, when there is none
     _group_params: dict = field(default_factory=dict, repr=False)
 
@@ -60,10 +61,11 @@ class Fitted:
         None when it cannot be had (``group_problem`` says why)."""
         from harness import group_bound
 
-        if self.y_val is None or self.val_groups is None or self.val_recip is None:
+        if self.y_val is None or self.val_groups is None or self.val_recip is None or self.point_val is None:
             return None
         if alpha not in self._group_params:
-            self._group_params[alpha] = group_bound.fit(self.y_val, self.p_val, self.val_recip, self.val_groups, alpha)
+            self._group_params[alpha] = group_bound.fit(self.y_val, self.p_val, self.val_recip, self.val_groups, alpha,
+                                                        point_cal=self.point_val)
         return self._group_params[alpha]
 
 
@@ -177,6 +179,16 @@ def load_fitted(name: str, cache_dir: Path | None = None, models_dir: Path | Non
         fitted.y_val = definition.y("val", rows.ids)
         fitted.p_val = np.asarray(rows.predictions, dtype=float)
         fitted.continuous = key == "val_continuous" and callable(getattr(fitted.estimator, "predict_continuous", None))
+        point = folder / record.VAL_FILE  # the reported val predictions: the per-group bound's floor
+        if key == "val_continuous":
+            if not point.is_file() or record.sha256_file(point) != rec["sha256"]["val_predictions"]:
+                raise HarnessError(f"{point}: missing or not the file recorded in {folder / record.RECORD_FILE}, so no L90")
+            got = submission.read_csv_zip(point)
+            submission.check_ids(rows.ids, got.ids, str(point))
+            by_id = dict(zip(got.ids, got.predictions))
+            fitted.point_val = np.array([by_id[i] for i in rows.ids], dtype=float)
+        else:
+            fitted.point_val = fitted.p_val
     except HarnessError as err:
         fitted.problem = str(err)
         return fitted

@@ -164,15 +164,17 @@ def _fixed_summary(b: bm.Benchmark) -> tuple[float, dict]:
                    "kpoints_true": float(kpoints.kpoint_count(recip, y).mean())}
 
 
-def grouped_safety(b: bm.Benchmark, calibration: tuple, groups: dict, model_recip: dict) -> dict:
+def grouped_safety(b: bm.Benchmark, calibration: tuple, groups: dict, model_recip: dict, points: dict) -> dict:
     """The per-group bound (harness.group_bound) of one model: calibrated on its val
     predictions and the val labels, evaluated on test. The bound works on the cells the
     model sees (``model_recip``, as in predict); the k-points are those of the benchmark's
-    own cells, the cells a user would hand in."""
+    own cells, the cells a user would hand in. ``points``: {split: the model's predicted
+    (reported) lengths}, below whose mesh the bound never goes (group_bound.mesh_floor)."""
     y_val, p_val, p_test = calibration
     lab = {s: np.array([groups[s][G] for G in GROUPINGS]).T for s in ("val", "test")}
-    params = group_bound.fit(y_val, p_val, model_recip["val"], lab["val"], alpha=conformal.ALPHA)
-    L = group_bound.bound(p_test, model_recip["test"], lab["test"], params)
+    params = group_bound.fit(y_val, p_val, model_recip["val"], lab["val"], alpha=conformal.ALPHA,
+                             point_cal=points["val"])
+    L = group_bound.bound(p_test, model_recip["test"], lab["test"], params, point=points["test"])
     y = b.y("test")
     recip = np.array([b.recip[i] for i in b.ids["test"]])
     return {"coverage": float(np.mean(y <= L)), "worst": worst_group(y, L, groups["test"]),
@@ -243,7 +245,8 @@ def build_board(b: bm.Benchmark, definitions: dict[str, bm.Benchmark], submissio
             worst = grouped = None
             if safety is not None and groups is not None:
                 worst = worst_group(y_test, conformal.upper_bound(calibration[2], safety.offset), groups["test"])
-                grouped = grouped_safety(b, calibration, groups, model_recip)
+                points = {"val": _on(cal_files["val"], own.ids["val"], b.ids["val"]), "test": p}
+                grouped = grouped_safety(b, calibration, groups, model_recip, points)
             rows.append(Row(folder.name, meta.get("kind", "model"), regression_metrics(y_test, p), len(p),
                             rec["counts"]["train"], own.name, meta.get("software_used", ""), np.abs(y_test - p),
                             safety, calibration, seeds=spread, worst=worst, grouped=grouped))

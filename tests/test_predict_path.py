@@ -43,9 +43,10 @@ def test_predict_gives_the_benchmark_paths_per_group_bound(task, tmp_path):
     est.metallicity_ = GroupsFileMetallicity({f: m for s in ids for f, m in zip(formulas[s], lab[s][:, 0])})
     # The benchmark path: the model gets the JARVIS cells.
     p = {s: est.predict_continuous(task.materials.loc[ids[s]]) for s in ids}
+    point = {s: est.predict(task.materials.loc[ids[s]]) for s in ids}  # the reported lengths: the bound's floor
     fitted = Fitted("kspace_gbm_slice", est, y_val=task.benchmark.y("val", ids["val"]), p_val=p["val"],
-                    continuous=True, val_recip=cells["val"], val_groups=lab["val"])
-    expected = group_bound.bound(p["test"], cells["test"], lab["test"], fitted.group_params(0.1))
+                    continuous=True, val_recip=cells["val"], val_groups=lab["val"], point_val=point["val"])
+    expected = group_bound.bound(p["test"], cells["test"], lab["test"], fitted.group_params(0.1), point=point["test"])
     # The cells and labels of the groups file are those predict derives from the canonical cell.
     atoms = [task.materials.at[i, "atoms"] for i in ids["test"]]
     from harness.kpoints import reciprocal_lengths
@@ -60,3 +61,6 @@ def test_predict_gives_the_benchmark_paths_per_group_bound(task, tmp_path):
     got = np.array([q.safe_length for q in preds])
     assert np.array_equal(got[~near], expected[~near])
     assert np.all(got[near] >= expected[near]) and near.mean() < 0.05
+    # A safe length is never below the recommended one: its mesh is at least as dense.
+    for q in preds:
+        assert all(a >= b for a, b in zip(q.safe_mesh, q.mesh)), (q.id, q.predicted_length, q.safe_length)

@@ -74,8 +74,10 @@ def inputs(model: str = MODEL) -> dict:
     if "val_continuous" not in files:
         raise HarnessError(f"{paths.results_dir() / model}: no continuous predictions (the bound is calibrated on them)")
     out = {"benchmark": b.name, "sha256": {k: rec["sha256"][k] for k in ("val_continuous", "test_continuous")}}
+    point_files = {"val": files["val"], "test": test_file}  # the reported predictions: the bound's floor
     for s, d in split_inputs(b).items():
-        out[s] = {**d, "yhat": leaderboard._on(files[f"{s}_continuous"], b.ids[s], b.ids[s])}
+        out[s] = {**d, "yhat": leaderboard._on(files[f"{s}_continuous"], b.ids[s], b.ids[s]),
+                  "point": leaderboard._on(point_files[s], b.ids[s], b.ids[s])}
     return out
 
 
@@ -97,7 +99,7 @@ def halvings(val: dict, point: dict, n_rep: int = N_REP, seed: int = SEED) -> di
     """Mean val coverage, per-group coverage and k-points over ``n_rep`` random halvings."""
     hp = {k: point[k] for k in gb.HYPER}
     tau = 1 - ALPHA - point["slack"]
-    K, F, ok = gb._family(val["yhat"], val["recip"], val["lab"], hp)
+    K, F, ok = gb._family(val["yhat"], val["recip"], val["lab"], hp, val["point"])
     s = gb.scores(val["y"], K, F, ok)
     keys = ["|".join(r) for r in val["lab"]]
     got = []
@@ -149,7 +151,7 @@ def bootstrap(y, L, recip, lab, n_boot: int = N_BOOT, seed: int = SEED, floor: f
 
 
 def _hindsight_one(test: dict, hp: dict, taus) -> list[dict]:
-    K, F, ok = gb._family(test["yhat"], test["recip"], test["lab"], hp)
+    K, F, ok = gb._family(test["yhat"], test["recip"], test["lab"], hp, test["point"])
     s = gb.scores(test["y"], K, F, ok)
     keys = ["|".join(r) for r in test["lab"]]
     out = []
@@ -201,8 +203,8 @@ def run(n_rep: int = N_REP, n_jobs: int = 2, model: str = MODEL) -> dict:
     chosen = rows[k]["point"]
     hp = {key: chosen[key] for key in gb.HYPER}
     v, t = data["val"], data["test"]
-    params = gb.fit(v["y"], v["yhat"], v["recip"], v["lab"], ALPHA, hyper=hp, slack=chosen["slack"])
-    L = gb.bound(t["yhat"], t["recip"], t["lab"], params)
+    params = gb.fit(v["y"], v["yhat"], v["recip"], v["lab"], ALPHA, hyper=hp, slack=chosen["slack"], point_cal=v["point"])
+    L = gb.bound(t["yhat"], t["recip"], t["lab"], params, point=t["point"])
     test = measure(t["y"], L, t["count_recip"], t["lab"])
     test["bootstrap_95"] = bootstrap(t["y"], L, t["count_recip"], t["lab"])
     # The marginal-only option (harness.conformal's L90 on the same continuous predictions).

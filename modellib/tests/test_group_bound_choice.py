@@ -51,7 +51,8 @@ def test_committed_study_is_current(study, data):
     assert again["kpoints"] == pytest.approx(chosen[0]["val"]["kpoints"], rel=1e-12)
     assert again["worst_coverage"] == pytest.approx(chosen[0]["val"]["worst_coverage"], abs=1e-12)
     v, t = data["val"], data["test"]
-    L = gb.bound(t["yhat"], t["recip"], t["lab"], gb.fit(v["y"], v["yhat"], v["recip"], v["lab"], alpha=gbc.ALPHA))
+    L = gb.bound(t["yhat"], t["recip"], t["lab"],
+                 gb.fit(v["y"], v["yhat"], v["recip"], v["lab"], alpha=gbc.ALPHA, point_cal=v["point"]), point=t["point"])
     got = gbc.measure(t["y"], L, t["count_recip"], t["lab"])
     for key in ("coverage", "worst_coverage", "kpoints"):
         assert got[key] == pytest.approx(study["test"][key], rel=1e-12), key
@@ -95,7 +96,8 @@ def test_hindsight_floor_meets_the_targets_and_nothing_cheaper_does(data, monkey
 
 def test_bootstrap_brackets_the_point_estimate(data):
     v, t = data["val"], data["test"]
-    L = gb.bound(t["yhat"], t["recip"], t["lab"], gb.fit(v["y"], v["yhat"], v["recip"], v["lab"], alpha=gbc.ALPHA))
+    L = gb.bound(t["yhat"], t["recip"], t["lab"],
+                 gb.fit(v["y"], v["yhat"], v["recip"], v["lab"], alpha=gbc.ALPHA, point_cal=v["point"]), point=t["point"])
     m = gbc.measure(t["y"], L, t["count_recip"], t["lab"])
     b = gbc.bootstrap(t["y"], L, t["count_recip"], t["lab"], n_boot=200)
     assert b["coverage"][0] < m["coverage"] < b["coverage"][1]

@@ -13,9 +13,7 @@ any γ without an admissible point, go to the smaller γ. Test is not read.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ numeric_env.apply()  # before numpy: the pinned kernels, and the caches keyed by
 
 import numpy as np  # noqa: E402
 
-from harness import atomic, paths  # noqa: E402
+from harness import paths  # noqa: E402
 from harness.kpoints import kpoint_count  # noqa: E402
 
 POWERS = (0.0, 0.25, 0.5)
@@ -68,7 +66,7 @@ def run(powers=POWERS, n_rep: int | None = None, n_jobs: int = 2) -> dict:
         est = module.KSpaceGBM(cache_dir=paths.cache_dir(), cost_weight=power, random_state=0, n_jobs=n_jobs)
         est.fit(task.X("train"), task.y("train"))
         yhat = est.predict_continuous(task.X("val"))
-        v = {**val, "yhat": yhat}
+        v = {**val, "yhat": yhat, "point": module.snap_to_mesh_changes(yhat, task.X("val")["atoms"])}
         grid = gbc.grid(v, n_rep, n_jobs)
         k = gbc.choose(grid)
         rows.append({"power": power, "chosen_point": grid[k]["point"], "val": grid[k]["val"],
@@ -108,36 +106,11 @@ def markdown(res: dict, command: str) -> str:
 
 
 def main(argv=None) -> int:
-    from harness.errors import HarnessError
+    from modellib.studies import report
 
-    ap = argparse.ArgumentParser(prog="models/kspace_gbm/cost_weight.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n-rep", type=int, default=None, help="val halvings per grid point (default: the bound study's 50)")
-    ap.add_argument("--n-jobs", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=OUT, help="output folder (default results/kspace_gbm)")
-    ap.add_argument("--markdown-only", action="store_true",
-                    help="rewrite cost_weight.md from the committed cost_weight.json (no fits)")
-    a = ap.parse_args(argv)
-    if a.markdown_only:
-        src = a.out / "cost_weight.json"
-        try:
-            res = json.loads(src.read_text())
-            atomic.write_text(a.out / "cost_weight.md", markdown(res, res["command"]))
-        except (OSError, ValueError, KeyError) as err:
-            print(f"error: {src}: {err}", file=sys.stderr)
-            return 1
-        print(f"[cost_weight] rewrote {a.out / 'cost_weight.md'} from {src}")
-        return 0
-    try:
-        res = run(n_rep=a.n_rep, n_jobs=a.n_jobs)
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    cmd = "python models/kspace_gbm/cost_weight.py" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
-    res["command"] = cmd
-    atomic.write_text(a.out / "cost_weight.md", markdown(res, cmd))
-    atomic.write_text(a.out / "cost_weight.json", json.dumps(res, indent=1) + "\n")
-    print(f"[cost_weight] chosen γ {res['chosen']:g}; wrote {a.out / 'cost_weight.md'}")
-    return 0
+    return report.script_main(argv, prog="models/kspace_gbm/cost_weight.py", description=__doc__.split("\n\n")[0],
+                              out=OUT, stem="cost_weight", run=run, markdown=markdown,
+                              summary=lambda res: f"chosen γ {res['chosen']:g}")
 
 
 if __name__ == "__main__":
