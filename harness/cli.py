@@ -230,7 +230,10 @@ def cmd_validate(args) -> int:
     from harness import registry, validate
 
     folders, errors = registry.discover(_models_dir(args))
-    problems = list(errors) + [e for _, e in registry.dependency_problems(folders, _models_dir(args))]
+    from harness.scaffold import placeholder_problems
+
+    problems = (list(errors) + [e for _, e in registry.dependency_problems(folders, _models_dir(args))]
+                + placeholder_problems(folders))
     for m in folders:
         try:
             m.load_module()

@@ -45,3 +45,30 @@ def new_model(name: str, models_dir: Path, template_dir: Path = TEMPLATE_DIR) ->
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+PLACEHOLDER_FIELDS = ("authors", "description", "features", "hardware", "team_name")  # `new-model` copies them as is
+
+
+def placeholder_problems(folders, template_dir: Path = TEMPLATE_DIR) -> list[str]:
+    """One line per metadata value still equal to the template's placeholder (an author
+    'Your Name', a description 'One or two sentences: …'): `run` accepts them so that a
+    newcomer can try a model first, but `validate` (CI) does not let them be published."""
+    import yaml
+
+    try:
+        template = yaml.safe_load((template_dir / registry.METADATA_FILE).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+
+    def leaves(value, where):
+        if isinstance(value, dict):
+            return [x for k, v in value.items() for x in leaves(v, f"{where}.{k}")]
+        if isinstance(value, list):
+            return [x for n, v in enumerate(value) for x in leaves(v, f"{where}[{n}]")]
+        return [(where, value)]
+
+    placeholders = {v for f in PLACEHOLDER_FIELDS for _, v in leaves(template.get(f), f) if isinstance(v, str) and v}
+    return [f"{registry._rel(m.path / registry.METADATA_FILE)}: {where}: still the template's placeholder {value!r}"
+            for m in folders for f in PLACEHOLDER_FIELDS for where, value in leaves(m.meta.get(f), f)
+            if isinstance(value, str) and value in placeholders]

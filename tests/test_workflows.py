@@ -151,6 +151,29 @@ def test_new_model_scaffolds_a_valid_folder(tmp_path):
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["my_model2"]  # no temp leftovers
 
 
+def test_validate_refuses_the_templates_placeholders(tmp_path, capsys, monkeypatch):
+    """A scaffolded folder runs as it is, but `validate` (CI) names every metadata value
+    still equal to the template's placeholder; the repository's own folders have none."""
+    monkeypatch.setenv("KSPACING_OUTPUT_DIR", str(tmp_path / "out"))  # no submissions to check
+    models = tmp_path / "models"
+    path = new_model("fresh_one", models)
+    assert cli.main(["validate", "--models-dir", str(models)]) == 1
+    err = capsys.readouterr().err
+    assert "fresh_one/model.yaml: authors[0].name: still the template's placeholder 'Your Name'" in err
+    assert "authors[0].email: still the template's placeholder 'you@example.org'" in err
+    text = (path / "model.yaml").read_text()
+    for old, new in (("Your Name", "Ada Lovelace"), ("you@example.org", "ada@example.com"), ("your-team", "ada"),
+                     ("what you trained on", "laptop"), ("One or two sentences: what the model is and what it learns from.",
+                                                         "Ridge on cell statistics."),
+                     ("what the inputs are (e.g. matminer Magpie composition features)", "volume per atom")):
+        text = text.replace(old, new)
+    (path / "model.yaml").write_text(text)
+    assert cli.main(["validate", "--models-dir", str(models)]) == 0, capsys.readouterr().err
+    from harness.scaffold import placeholder_problems
+
+    assert placeholder_problems(registry.discover(paths.MODELS_DIR)[0]) == []
+
+
 @pytest.mark.parametrize("name", ["My_Model", "my-model", "_private", "9 lives", "", "a/b", "../escape", "ünï", ".hidden"])
 def test_new_model_refuses_invalid_names(tmp_path, name):
     with pytest.raises(HarnessError) as err:
