@@ -87,3 +87,61 @@ def test_cost_weight_rule_and_committed_study(task, tmp_path):
     assert study.main(["--markdown-only", "--out", str(tmp_path)]) == 0
     committed = paths.REPO_ROOT / "results" / "kspace_gbm" / "cost_weight.md"
     assert (tmp_path / "cost_weight.md").read_text() == committed.read_text(), "rerun --markdown-only"
+
+
+def _learning_curve():
+    spec = importlib.util.spec_from_file_location("learning_curve", MODELS_DIR / "kspace_gbm" / "learning_curve.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    return study
+
+
+def test_learning_curve_subsets_are_nested_and_fixed():
+    """Each draw's subsets grow by adding materials only; the same seed gives the same ids;
+    the whole set appears once."""
+    study = _learning_curve()
+    fits = study.subsets(1000, (0.25, 0.5, 1.0), draws=2)
+    assert [(f, d) for f, d, _ in fits] == [(0.25, 0), (0.5, 0), (1.0, 0), (0.25, 1), (0.5, 1)]
+    assert [len(i) for _, _, i in fits] == [250, 500, 1000, 250, 500]
+    assert set(fits[0][2]) < set(fits[1][2]) < set(fits[2][2]) and set(fits[3][2]) < set(fits[4][2])
+    assert not np.array_equal(fits[0][2], fits[3][2])
+    again = study.subsets(1000, (0.25, 0.5, 1.0), draws=2)
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(fits, again))
+    # The trend: an exact line in log2(n) is recovered, and extended to the full train set.
+    rows = [{"n_train": n, "k": 2000 - 100 * np.log2(n)} for n in (1000, 2000, 4000)]
+    t = study.trend(rows, "k")
+    assert abs(t["per_doubling"] + 100) < 1e-9
+    assert abs(t["at_full_train"] - (2000 - 100 * np.log2(study.FULL_TRAIN))) < 1e-6
+
+
+def test_committed_learning_curve_is_current(task, tmp_path):
+    """The committed study: its whole-set fit is the committed kspace_gbm run (the sha256 of
+    its val continuous predictions file, as in run.json), its MAE recomputes from them, its
+    trend recomputes from its rows, and its markdown and plot are those its json gives."""
+    import json
+
+    from PIL import Image
+
+    from harness import paths
+    from harness.submission import read_csv_zip
+
+    study = _learning_curve()
+    out = paths.REPO_ROOT / "results" / "kspace_gbm"
+    res = json.loads((out / "learning_curve.json").read_text())
+    assert res["benchmark"] == task.benchmark.name and res["n"]["train"] == len(task.ids("train"))
+    rows_csv = read_csv_zip(out / task.benchmark.name / "val_continuous.csv.zip")
+    pred = dict(zip(rows_csv.ids, rows_csv.predictions))
+    yhat = np.array([pred[i] for i in task.ids("val")])
+    [whole] = [r for r in res["rows"] if r["fraction"] == 1.0]
+    assert whole["n_train"] == len(task.ids("train"))
+    run = json.loads((out / task.benchmark.name / "run.json").read_text())
+    assert whole["val_continuous_sha256"] == run["sha256"]["val_continuous"] == study.val_file_sha256(task, yhat)
+    assert abs(np.mean(np.abs(yhat - task.y("val"))) - whole["mae"]) < 1e-6  # the file rounds to 1e-8
+    assert [r["n_train"] for r in res["rows"]] == [len(i) for _, _, i in study.subsets(len(task.ids("train")), res["fractions"], res["draws"])]
+    for key, t in res["trend"].items():
+        again = study.trend(res["rows"], key)
+        assert all(abs(again[k] - t[k]) < 1e-9 for k in t)
+    (tmp_path / "learning_curve.json").write_text(json.dumps(res))
+    assert study.main(["--markdown-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "learning_curve.md").read_text() == (out / "learning_curve.md").read_text(), "rerun --markdown-only"
+    assert Image.open(out / "learning_curve.png").text["Source"] == Image.open(tmp_path / "learning_curve.png").text["Source"]
