@@ -61,11 +61,13 @@ class Fitted:
         None when it cannot be had (``group_problem`` says why)."""
         from harness import group_bound
 
-        if self.y_val is None or self.val_groups is None or self.val_recip is None or self.point_val is None:
+        if self.y_val is None or self.val_groups is None or self.val_recip is None:
             return None
+        # Without separately reported lengths (a model calibrated on what it predicts), p_val is both.
+        point = self.p_val if self.point_val is None else self.point_val
         if alpha not in self._group_params:
             self._group_params[alpha] = group_bound.fit(self.y_val, self.p_val, self.val_recip, self.val_groups, alpha,
-                                                        point_cal=self.point_val)
+                                                        point_cal=point)
         return self._group_params[alpha]
 
 
