@@ -58,13 +58,14 @@ def _select(args, models_dir: Path) -> tuple[list, list[tuple[str, str]]]:
             bad.append((path.name, str(err)))
     folders.sort(key=lambda m: (m.meta.get("run_order", 100), m.name))
     known = {m.name: m for m in folders}
-    hidden = [n for n in ([] if args.all else args.names) if n.startswith(("_", "."))]
+    names = [] if args.all else args.names
+    hidden = [n for n in names if n.startswith(("_", "."))]
     if hidden:
         raise HarnessError(f"{models_dir.name}/{hidden[0]}/: folders starting with _ or . are not models (templates, "
                            f"caches); copy one with `python -m harness new-model NAME`")
-    unknown = [n for n in ([] if args.all else args.names) if n not in known and not (models_dir / n).is_dir()]
+    unknown = [n for n in names if n not in known and not (models_dir / n).is_dir()]
     if unknown:
-        raise HarnessError(f"no model folder {models_dir.name}/{unknown[0]}/ (known: {', '.join(known) or 'none'})")
+        raise registry.no_folder(unknown[0], models_dir, known)
     selected = folders if args.all else [known[n] for n in args.names if n in known]
     dangling = registry.dependency_problems(selected, models_dir)  # such a model fails alone, as an invalid folder
     bad = [(n, e) for n, e in bad if args.all or n in args.names] + [(n, e) for n, e in dangling]

@@ -163,8 +163,7 @@ def load_fitted(name: str, cache_dir: Path | None = None, models_dir: Path | Non
     models_dir = Path(models_dir or paths.models_dir())
     bench = trained_benchmark(name, results_dir, benchmarks_dir)
     if bench is None and not (models_dir / name).is_dir():
-        known = sorted(p.name for p in registry.model_dirs(models_dir))
-        raise HarnessError(f"no model folder {models_dir.name}/{name}/ (known: {', '.join(known) or 'none'})")
+        raise registry.no_folder(name, models_dir)
     if bench is None:
         raise HarnessError(f"{results_dir / name}: no run record; run `python -m harness run {name}`")
     folder = record.results_folder(results_dir, name, bench)
@@ -182,15 +181,13 @@ def load_fitted(name: str, cache_dir: Path | None = None, models_dir: Path | Non
         fitted.p_val = np.asarray(rows.predictions, dtype=float)
         fitted.continuous = key == "val_continuous" and callable(getattr(fitted.estimator, "predict_continuous", None))
         point = folder / record.VAL_FILE  # the reported val predictions: the per-group bound's floor
-        if key == "val_continuous":
+        if key == "val_continuous":  # else the calibration predictions are the reported ones (group_params)
             if not point.is_file() or record.sha256_file(point) != rec["sha256"]["val_predictions"]:
                 raise HarnessError(f"{point}: missing or not the file recorded in {folder / record.RECORD_FILE}, so no L90")
             got = submission.read_csv_zip(point)
             submission.check_ids(rows.ids, got.ids, str(point))
             by_id = dict(zip(got.ids, got.predictions))
             fitted.point_val = np.array([by_id[i] for i in rows.ids], dtype=float)
-        else:
-            fitted.point_val = fitted.p_val
     except HarnessError as err:
         fitted.problem = str(err)
         return fitted

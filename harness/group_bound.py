@@ -161,10 +161,9 @@ def _family(yhat, recip, lab, hp, point=None):
     yhat = np.asarray(yhat, dtype=float)
     b = np.asarray(recip, dtype=float).reshape(-1, 3)
     K = np.stack([kpoint_count(b, np.full(len(b), L)) for L in LENGTHS], 1).astype(float)
-    low = _floor(np.maximum(yhat, GRID))
-    if point is not None:
-        low = np.maximum(low, mesh_floor(point, b))
-    k0 = kpoint_count(b, _floor(np.maximum(yhat, GRID))).astype(float)
+    base = _floor(np.maximum(yhat, GRID))
+    low = base if point is None else np.maximum(base, mesh_floor(point, b))
+    k0 = kpoint_count(b, base).astype(float)  # the working model's scale: of ŷ alone, whatever the floor
     sig = hp["scale"] * (k0 / 100.0) ** hp["power"] * np.where(lab[:, 0] == "metal", hp["metal_scale"], 1.0)
     z = (LENGTHS[None, :] - yhat[:, None]) / sig[:, None]
     F = np.where(z < 0, 0.5 * np.exp(np.minimum(z, 0)), 1 - 0.5 * np.exp(-np.maximum(z, 0)))

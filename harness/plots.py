@@ -55,13 +55,13 @@ def source_of(path: Path) -> str | None:
 
 
 def digest(*parts) -> str:
-    """A plot's Source text: sha256 over its inputs (arrays by their float64 bytes, other
-    values by their repr), so that a check can tell a current plot from a stale one."""
+    """A plot's Source text: sha256 over its inputs (numpy arrays by their float64 bytes,
+    other values by their repr), so that a check can tell a current plot from a stale one."""
     import hashlib
 
     h = hashlib.sha256()
     for part in parts:
-        if isinstance(part, np.ndarray) or isinstance(part, (list, tuple)) and part and isinstance(part[0], (int, float)):
+        if isinstance(part, np.ndarray):
             h.update(np.ascontiguousarray(part, dtype="<f8").tobytes())
         else:
             h.update(repr(part).encode())

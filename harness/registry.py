@@ -99,6 +99,13 @@ def model_dirs(models_dir: Path = MODELS_DIR) -> list[Path]:
     return sorted(p for p in Path(models_dir).glob("*") if p.is_dir() and not p.name.startswith(("_", ".", "__")))
 
 
+def no_folder(name: str, models_dir: Path, known=None) -> HarnessError:
+    """The error for a model name with no folder, listing the ``known`` names (default: the
+    model folders present)."""
+    known = sorted(p.name for p in model_dirs(models_dir)) if known is None else list(known)
+    return HarnessError(f"no model folder {Path(models_dir).name}/{name}/ (known: {', '.join(known) or 'none'})")
+
+
 def dependency_problems(folders: list[ModelFolder], models_dir: Path = MODELS_DIR) -> list[tuple[str, str]]:
     """(model name, one line) per ``needs``/``after`` entry that names no model folder: the
     scheduler orders only the models of a run, so a misspelt name would otherwise be

@@ -56,10 +56,15 @@ def zip_bytes(member: str, data: bytes) -> bytes:
     return buf.getvalue()
 
 
+def csv_zip_bytes(filename: str, ids, targets, predictions) -> bytes:
+    """The bytes of a .csv.zip named ``filename``: one CSV named like it without .zip."""
+    return zip_bytes(filename.removesuffix(".zip"), csv_bytes(ids, targets, predictions))
+
+
 def write_csv_zip(path: Path, ids, targets, predictions) -> bool:
-    """Write ``path`` (a .csv.zip holding one CSV named like it without .zip).
-    Returns False when the file already held exactly these bytes (left untouched)."""
-    return atomic.write_if_changed(path, zip_bytes(Path(path).name.removesuffix(".zip"), csv_bytes(ids, targets, predictions)))
+    """Write ``path`` (csv_zip_bytes). Returns False when the file already held exactly
+    these bytes (left untouched)."""
+    return atomic.write_if_changed(path, csv_zip_bytes(Path(path).name, ids, targets, predictions))
 
 
 def write_json(path: Path, obj: dict) -> None:

@@ -75,9 +75,8 @@ def val_file_sha256(task, yhat) -> str:
     set fit is checked against the committed run record by it (the file rounds the floats)."""
     from harness import record, submission
 
-    name = record.CONTINUOUS_FILES["val_continuous"]
-    data = submission.csv_bytes(task.ids("val"), task.y("val"), yhat)
-    return hashlib.sha256(submission.zip_bytes(name.removesuffix(".zip"), data)).hexdigest()
+    data = submission.csv_zip_bytes(record.CONTINUOUS_FILES["val_continuous"], task.ids("val"), task.y("val"), yhat)
+    return hashlib.sha256(data).hexdigest()
 
 
 def run(n_rep: int | None = None, n_jobs: int = 2, fractions=FRACTIONS, draws: int = DRAWS) -> dict:
